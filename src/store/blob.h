@@ -1,0 +1,28 @@
+/* blob — immutable message files, written with Maildir's discipline.
+ *
+ * A message is written to DIR/tmp/NAME, fsynced, then renamed to
+ * DIR/msg/NAME; the caller fsyncs DIR/msg once for a batch
+ * (blob_sync_dir). NAME is unique across processes and time:
+ * "<unix seconds>.<pid>_<counter>.<random hex>".
+ */
+#ifndef CORREIO_STORE_BLOB_H
+#define CORREIO_STORE_BLOB_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/uio.h>
+
+/* Write the concatenation of iov into account_dir/tmp, fsync, rename into
+ * account_dir/msg. name_r (n bytes, >= 64) gets the file name, size_r the
+ * octet count. 0 or -1 with err. Nothing is left in tmp/ on failure. */
+int blob_write(const char *account_dir, const struct iovec *iov, int iovcnt, char *name_r,
+               size_t n, uint64_t *size_r, char *err, size_t errlen);
+/* fsync a directory. 0 or -1 with err. */
+int blob_sync_dir(const char *dir, char *err, size_t errlen);
+/* Remove account_dir/msg/name. */
+int blob_unlink(const char *account_dir, const char *name);
+/* Read a whole message file into a malloc'd buffer (*data_r, *len_r). */
+int blob_read(const char *account_dir, const char *name, uint8_t **data_r, size_t *len_r,
+              char *err, size_t errlen);
+
+#endif
