@@ -1,0 +1,52 @@
+/* config — correio.conf, an INI file read with inih.
+ *
+ * Every key is a row of one table (config.c): section, name, type, default
+ * and where it lands in struct config. An unknown section or key, or a bad
+ * value, is an error reported as "FILE:LINE: message". docs/CONFIG.md
+ * documents each key.
+ */
+#ifndef CORREIO_CONF_CONFIG_H
+#define CORREIO_CONF_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define CONFIG_STR_MAX 1024
+
+struct config {
+    char path[CONFIG_STR_MAX];      /* the file read */
+    /* [server] */
+    char hostname[256];
+    char data_dir[CONFIG_STR_MAX];
+    char user[64];
+    char log_level[16];
+    unsigned workers;
+    unsigned shutdown_timeout;
+    /* [listen]: comma-separated ADDR:PORT lists; empty = no listener */
+    char listen_smtp[CONFIG_STR_MAX];
+    /* [tls] */
+    char tls_cert[CONFIG_STR_MAX];
+    char tls_key[CONFIG_STR_MAX];
+    /* [smtp] */
+    size_t smtp_max_message_size;
+    unsigned smtp_max_recipients;
+    unsigned smtp_max_errors;
+    unsigned smtp_max_command_line;
+    unsigned smtp_max_text_line;
+    unsigned smtp_timeout;
+    unsigned smtp_max_connections;
+    unsigned smtp_max_connections_per_ip;
+    bool smtp_expn;
+};
+
+/* Set every key to its default. */
+void config_defaults(struct config *c);
+/* Read path over the defaults. 0, or -1 with "path:line: message" in err. */
+int config_load(struct config *c, const char *path, char *err, size_t errlen);
+/* Set "section.key" to value (as --set does). 0 or -1 with err. */
+int config_set(struct config *c, const char *dotted, const char *value, char *err, size_t errlen);
+/* Write the whole configuration as an INI file, every key with its
+ * one-line description as a comment. 0 or -1 with err. */
+int config_write(const struct config *c, const char *path, char *err, size_t errlen);
+
+#endif

@@ -1,0 +1,91 @@
+/* daemon — `correio serve`: the running server. Owns the event loop, the
+ * listeners, the TLS context, the worker pool and every connection. */
+#ifndef CORREIO_DAEMON_DAEMON_H
+#define CORREIO_DAEMON_DAEMON_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "conf/config.h"
+#include "lib/buf.h"
+#include "net/workers.h"
+#include "proto/smtp/smtp_server.h"
+
+struct event_base;
+struct event;
+struct evconnlistener;
+struct store;
+struct workers;
+struct smtp_conn;
+struct sockaddr;
+typedef struct ssl_ctx_st SSL_CTX;
+
+#define DAEMON_MAX_LISTENERS 32
+
+/* SMTP settings shared by the sessions started under one configuration;
+ * reference-counted so that SIGHUP can swap in a new one while older
+ * sessions keep theirs. */
+struct smtp_settings {
+    struct smtp_session_config session;
+    char hostname[256];
+    unsigned timeout;
+    unsigned refs;
+};
+
+struct daemon {
+    struct config cfg;
+    char config_path[CONFIG_STR_MAX];
+    struct event_base *base;
+    struct store *store;          /* loop thread only: recipient look-ups */
+    struct workers *workers;      /* durable writes */
+    SSL_CTX *tls_ctx;             /* NULL without a certificate */
+    struct smtp_settings *smtp;   /* current settings for new sessions */
+
+    struct evconnlistener *listeners[DAEMON_MAX_LISTENERS];
+    unsigned nlisteners;
+
+    struct smtp_conn *conns;      /* every open SMTP connection */
+    unsigned nconns;
+    uint64_t next_conn_id;
+
+    bool stopping;
+    struct event *ev_term, *ev_int, *ev_hup, *ev_stop_deadline;
+};
+
+/* `correio -c FILE serve`. Returns the process exit code. */
+int daemon_serve(const char *config_path);
+
+/* smtp_conn.c */
+void smtp_conn_accept(struct daemon *d, int fd, const struct sockaddr *sa, int salen);
+/* Ask every connection to end (SIGTERM): 421 now, or after the delivery in progress. */
+void smtp_conn_shutdown_all(struct daemon *d);
+void smtp_conn_free_all(struct daemon *d);
+
+void smtp_settings_put(struct smtp_settings *s);
+struct smtp_settings *smtp_settings_new(const struct config *cfg, bool tls);
+
+/* deliver.c: one accepted message on its way to stable storage, one
+ * store_delivery per distinct account. Worker threads batch jobs into
+ * one store_deliver call (group commit). */
+struct deliver_job {
+    struct work_item item;        /* item.done runs on the loop thread */
+    struct smtp_conn *conn;
+    struct store_delivery *deliveries;
+    struct buf *prefixes;         /* Return-Path + Received, per delivery */
+    struct iovec *iov;            /* two per delivery: prefix, message */
+    size_t n;
+    int result;                   /* 0 when every delivery is stored */
+    uint64_t started_us;
+};
+extern const struct workers_ops deliver_workers_ops;
+/* Build a job for the DELIVER request of a session; NULL on OOM. */
+struct deliver_job *deliver_job_new(const struct smtp_request *req, const char *by_host);
+void deliver_job_free(struct deliver_job *job);
+
+/* privdrop.c: when root, switch to user (from the config). 0 or -1 with err. */
+int daemon_drop_privileges(const char *user, char *err, size_t errlen);
+
+/* Called by smtp_conn when a connection is gone, to finish a shutdown. */
+void daemon_conn_gone(struct daemon *d);
+
+#endif

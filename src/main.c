@@ -1,0 +1,65 @@
+/* correio — one binary, subcommands. Dispatch only. */
+#include <stdio.h>
+#include <string.h>
+#include <sysexits.h>
+
+#include "cli/cli.h"
+#include "daemon/daemon.h"
+
+#define CORREIO_VERSION "0.1.0"
+#define DEFAULT_CONFIG "/etc/correio/correio.conf"
+
+static void usage(void)
+{
+    fprintf(stderr,
+            "usage: correio [-c FILE] COMMAND ...\n"
+            "  init DIR --domain D [--domain D2 ...] [--hostname H] [--port-offset N]\n"
+            "       [--set SECTION.KEY=VALUE ...]   write a configuration and data layout\n"
+            "  serve                              run the server in the foreground\n"
+            "  user add|passwd ADDRESS --password-stdin | user del ADDRESS | user list\n"
+            "  domain add|del DOMAIN | domain list\n"
+            "  version\n"
+            "-c FILE: the configuration (default " DEFAULT_CONFIG ")\n");
+}
+
+int main(int argc, char **argv)
+{
+    const char *config = DEFAULT_CONFIG;
+    int i = 1;
+    while (i < argc && argv[i][0] == '-') {
+        if (!strcmp(argv[i], "-c") && i + 1 < argc) {
+            config = argv[i + 1];
+            i += 2;
+        } else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage();
+            return 0;
+        } else if (!strcmp(argv[i], "--version")) {
+            printf("correio %s\n", CORREIO_VERSION);
+            return 0;
+        } else {
+            fprintf(stderr, "correio: unknown option '%s'\n", argv[i]);
+            usage();
+            return EX_USAGE;
+        }
+    }
+    if (i >= argc) {
+        usage();
+        return EX_USAGE;
+    }
+    const char *cmd = argv[i++];
+    if (!strcmp(cmd, "serve") && i == argc)
+        return daemon_serve(config);
+    if (!strcmp(cmd, "init"))
+        return cli_init(argc - i, argv + i);
+    if (!strcmp(cmd, "user"))
+        return cli_user(config, argc - i, argv + i);
+    if (!strcmp(cmd, "domain"))
+        return cli_domain(config, argc - i, argv + i);
+    if (!strcmp(cmd, "version")) {
+        printf("correio %s\n", CORREIO_VERSION);
+        return 0;
+    }
+    fprintf(stderr, "correio: unknown command '%s'\n", cmd);
+    usage();
+    return EX_USAGE;
+}
