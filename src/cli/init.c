@@ -148,12 +148,17 @@ static int init_config(struct config *cfg, const struct init_args *a, const char
         snprintf(cfg->hostname, sizeof(cfg->hostname), "%s", a->hostname);
     else
         init_default_hostname(cfg, a->domains[0]);
-    snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/data", absdir);
+    if (strlen(absdir) > CONFIG_STR_MAX - 32) {
+        fprintf(stderr, "correio: %s: path too long\n", absdir);
+        return -1;
+    }
+    if (snprintf(cfg->data_dir, sizeof(cfg->data_dir), "%s/data", absdir) < 0 ||
+        snprintf(cfg->tls_cert, sizeof(cfg->tls_cert), "%s/tls/cert.pem", absdir) < 0 ||
+        snprintf(cfg->tls_key, sizeof(cfg->tls_key), "%s/tls/key.pem", absdir) < 0)
+        return -1;
     if (a->port_offset >= 0)
         snprintf(cfg->listen_smtp, sizeof(cfg->listen_smtp), "127.0.0.1:%ld",
                  25 + a->port_offset);
-    snprintf(cfg->tls_cert, sizeof(cfg->tls_cert), "%s/tls/cert.pem", absdir);
-    snprintf(cfg->tls_key, sizeof(cfg->tls_key), "%s/tls/key.pem", absdir);
     for (int i = 0; i < a->nsets; i++) {
         char kv[CONFIG_STR_MAX + 128];
         snprintf(kv, sizeof(kv), "%s", a->sets[i]);

@@ -3,7 +3,7 @@
  * A message is written to DIR/tmp/NAME, fsynced, then renamed to
  * DIR/msg/NAME; the caller fsyncs DIR/msg once for a batch
  * (blob_sync_dir). NAME is unique across processes and time:
- * "<unix seconds>.<pid>_<counter>.<random hex>".
+ * "<unix seconds>.<pid>_<counter>.<random hex>". Files are mode 0600.
  */
 #ifndef CORREIO_STORE_BLOB_H
 #define CORREIO_STORE_BLOB_H
@@ -21,7 +21,8 @@ int blob_write(const char *account_dir, const struct iovec *iov, int iovcnt, cha
 int blob_sync_dir(const char *dir, char *err, size_t errlen);
 /* Remove account_dir/msg/name. */
 int blob_unlink(const char *account_dir, const char *name);
-/* Read a whole message file into a malloc'd buffer (*data_r, *len_r). */
+/* Read a whole message file into a malloc'd buffer (*data_r, *len_r).
+ * The caller frees *data_r; it is NUL-terminated (the NUL not counted). */
 int blob_read(const char *account_dir, const char *name, uint8_t **data_r, size_t *len_r,
               char *err, size_t errlen);
 

@@ -30,6 +30,11 @@ struct store;
 int store_open(struct store **st_r, const char *data_dir, char *err, size_t errlen);
 /* Close and set *st to NULL. NULL is fine. */
 void store_close(struct store **st);
+/* Keep at most n per-account index connections open in st (1..64, the
+ * default is 64). Each holds about three file descriptors (database, WAL,
+ * shared memory), so a process with many worker threads may want fewer,
+ * or a higher RLIMIT_NOFILE. */
+void store_set_index_cache(struct store *st, int n);
 
 /* --- domains --------------------------------------------------------------- */
 int store_domain_add(struct store *st, const char *domain, char *err, size_t errlen);
@@ -88,7 +93,10 @@ int store_deliver(struct store *st, struct store_delivery *d, size_t n);
 
 /* Repair what a crash left: remove files in every account's tmp/, and
  * message files in msg/ that no index row names (their 250 was never
- * sent). Logs each action. Run at start-up before serving. */
+ * sent). Logs each action. Run at start-up before serving. It takes an
+ * exclusive lock on DATA/store.lock that store_deliver holds shared, so a
+ * delivery running in another process (import, a second server) waits
+ * for it, or it for the delivery, instead of losing files. */
 int store_recover(struct store *st, char *err, size_t errlen);
 
 /* --- reading (for tests and later protocols) ------------------------------------ */
@@ -98,11 +106,37 @@ struct store_msg_info {
     uint64_t modseq;
     time_t internal_date;
     char file[128];           /* file name in msg/ */
+    uint32_t flags;           /* STORE_FLAG_* bits */
 };
+
 /* Calls cb for each message of the mailbox in UID order. */
 int store_mailbox_messages(struct store *st, const char *account, const char *mailbox,
                            void (*cb)(void *ctx, const struct store_msg_info *m), void *ctx,
                            char *err, size_t errlen);
+
+/* System flags as stored in messages.flags (a bitmask); keywords are kept
+ * apart as text. */
+enum store_flag {
+    STORE_FLAG_SEEN = 1u << 0,
+    STORE_FLAG_ANSWERED = 1u << 1,
+    STORE_FLAG_FLAGGED = 1u << 2,
+    STORE_FLAG_DELETED = 1u << 3,
+    STORE_FLAG_DRAFT = 1u << 4,
+};
+
+struct store_mailbox_info {
+    char name[256];
+    uint32_t uidvalidity;
+    uint32_t uidnext;
+    uint64_t highestmodseq;
+    char special_use[16];     /* "\\Sent", ... or "" */
+    int subscribed;
+};
+/* Calls cb for each mailbox of the account, sorted by name. */
+int store_mailbox_list(struct store *st, const char *account,
+                       void (*cb)(void *ctx, const struct store_mailbox_info *m), void *ctx,
+                       char *err, size_t errlen);
+
 /* Path of the account's folder: DATA/mail/<domain>/<local>. */
 int store_account_dir(struct store *st, const char *account, char *path_r, size_t n);
 

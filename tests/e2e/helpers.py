@@ -1,0 +1,586 @@
+"""Helpers for correio's end-to-end tests: a real `correio serve` in a fresh
+directory, and a small raw SMTP client for byte-level protocol tests.
+
+Only the standard library is used (and pytest in the fixtures).
+"""
+import os
+import pwd
+import re
+import shutil
+import signal
+import socket
+import sqlite3
+import ssl
+import subprocess
+import tempfile
+import threading
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BIN = os.environ.get("CORREIO_BIN") or os.path.join(HERE, "..", "..", "build", "asan", "correio")
+BIN = os.path.abspath(BIN)
+
+DEFAULT_PASSWORD = "correct horse battery"
+DEFAULT_DOMAINS = ("example.test", "example2.test")
+DEFAULT_ACCOUNTS = ("alice@example.test", "bob@example.test", "carol@example2.test")
+SANITIZER_MARKERS = ("ERROR: AddressSanitizer", "runtime error:", "ERROR: LeakSanitizer")
+IO_TIMEOUT = 10.0
+READY_TIMEOUT = 20.0
+STOP_TIMEOUT = 15.0
+
+
+def server_env():
+    env = dict(os.environ)
+    # When pytest is run directly (not through `make e2e`), keep the same
+    # sanitizer behaviour as the Makefile.
+    env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+    env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+    return env
+
+
+def run_cli(*args, conf=None, input=None, timeout=60):
+    """Run `correio [-c conf] args...`; returns CompletedProcess with text output."""
+    argv = [BIN]
+    if conf:
+        argv += ["-c", conf]
+    argv += [str(a) for a in args]
+    p = subprocess.run(argv, input=input.encode() if isinstance(input, str) else input,
+                       stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=timeout,
+                       env=server_env())
+    p.stdout = p.stdout.decode("utf-8", "replace")
+    p.stderr = p.stderr.decode("utf-8", "replace")
+    return p
+
+
+def sanitizer_report(text):
+    """The first sanitizer report in text (a few lines of it), or None."""
+    for marker in SANITIZER_MARKERS:
+        i = text.find(marker)
+        if i >= 0:
+            start = text.rfind("\n", 0, max(0, i - 200)) + 1
+            return text[start:i + 3000]
+    return None
+
+
+# --- ports -----------------------------------------------------------------------
+_port_lock = threading.Lock()
+_next_offset = [None]
+
+
+def port_is_free(port):
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def alloc_port_offset():
+    """A --port-offset whose SMTP port (25 + offset) is free on 127.0.0.1.
+    Starts from a base derived from the pid so parallel runs do not collide."""
+    with _port_lock:
+        if _next_offset[0] is None:
+            _next_offset[0] = 20000 + (os.getpid() * 53) % 30000
+        for _ in range(2000):
+            off = _next_offset[0]
+            _next_offset[0] += 1
+            if _next_offset[0] > 60000:
+                _next_offset[0] = 20000
+            if port_is_free(25 + off):
+                return off
+    raise RuntimeError("no free port found")
+
+
+def make_test_dir():
+    d = tempfile.mkdtemp(prefix="correio-e2e-", dir="/tmp")
+    os.chmod(d, 0o755)  # the unprivileged server user must be able to traverse it
+    return d
+
+
+# --- the server --------------------------------------------------------------------
+class ServerError(AssertionError):
+    pass
+
+
+class Server:
+    """One correio instance: its directory, configuration and process."""
+
+    def __init__(self, domains=("example.test",), accounts=(), settings=None,
+                 hostname="mx.example.test", name="server"):
+        self.name = name
+        self.hostname = hostname
+        self.dir = make_test_dir()
+        self.conf = os.path.join(self.dir, "correio.conf")
+        self.log_path = os.path.join(self.dir, "server.log")
+        self.proc = None
+        self.logf = None
+        self.keep = False
+        self.offset = alloc_port_offset()
+        self.smtp_port = 25 + self.offset
+        argv = ["init", self.dir, "--hostname", hostname, "--port-offset", str(self.offset)]
+        for d in domains:
+            argv += ["--domain", d]
+        for k, v in (settings or {}).items():
+            argv += ["--set", "%s=%s" % (k, v)]
+        p = run_cli(*argv)
+        if p.returncode != 0:
+            raise ServerError("correio init failed (%d): %s%s" % (p.returncode, p.stdout, p.stderr))
+        self.data_dir = os.path.join(self.dir, "data")
+        for a in accounts:
+            self.add_user(a)
+
+    # -- CLI --
+    def cli(self, *args, input=None, timeout=60):
+        return run_cli(*args, conf=self.conf, input=input, timeout=timeout)
+
+    def add_user(self, address, password=DEFAULT_PASSWORD):
+        p = self.cli("user", "add", address, "--password-stdin", input=password + "\n")
+        if p.returncode != 0:
+            raise ServerError("user add %s failed (%d): %s" % (address, p.returncode, p.stderr))
+
+    # -- process --
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def log_size(self):
+        try:
+            return os.path.getsize(self.log_path)
+        except FileNotFoundError:
+            return 0
+
+    def log_since(self, offset):
+        with open(self.log_path, "rb") as f:
+            f.seek(offset)
+            return f.read().decode("utf-8", "replace")
+
+    @property
+    def pid(self):
+        return self.proc.pid if self.proc else None
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def start(self, timeout=READY_TIMEOUT):
+        assert not self.alive(), "already running"
+        start_off = self.log_size()
+        self.logf = open(self.log_path, "ab")
+        self.logf.write(b"=== e2e: starting serve ===\n")
+        self.logf.flush()
+        start_off = self.log_size()
+        self.proc = subprocess.Popen([BIN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
+                                     stdout=self.logf, stderr=self.logf, env=server_env(),
+                                     close_fds=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            text = self.log_since(start_off)
+            if "event=ready" in text:
+                return
+            if self.proc.poll() is not None:
+                rc = self.proc.returncode
+                self.proc = None
+                self._close_log()
+                raise ServerError("%s: serve exited with %s before event=ready:\n%s"
+                                  % (self.name, rc, text[-4000:]))
+            time.sleep(0.05)
+        text = self.log_since(start_off)
+        self.kill9()
+        raise ServerError("%s: no event=ready within %.0f s:\n%s" % (self.name, timeout, text[-4000:]))
+
+    def _close_log(self):
+        if self.logf:
+            self.logf.close()
+            self.logf = None
+
+    def stop(self, timeout=STOP_TIMEOUT, check=True):
+        """SIGTERM and wait; SIGKILL after timeout. Returns the exit status.
+        With check, raises when the stop was not clean or a sanitizer spoke."""
+        if self.proc is None:
+            return None
+        proc = self.proc
+        hung = False
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                hung = True
+                proc.kill()
+                proc.wait(10)
+        rc = proc.returncode
+        self.proc = None
+        self._close_log()
+        if check:
+            self.check_log()
+            if hung:
+                self.keep = True
+                raise ServerError("%s: did not stop within %.0f s of SIGTERM (killed)"
+                                  % (self.name, timeout))
+            if rc != 0:
+                self.keep = True
+                raise ServerError("%s: exit status %s after SIGTERM (want 0); log tail:\n%s"
+                                  % (self.name, rc, self.log_text()[-3000:]))
+        return rc
+
+    def kill9(self):
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.kill()
+        self.proc.wait(10)
+        self.proc = None
+        self._close_log()
+
+    def restart(self):
+        self.stop()
+        self.start()
+
+    def check_log(self):
+        rep = sanitizer_report(self.log_text())
+        if rep:
+            self.keep = True
+            raise ServerError("%s: sanitizer report in %s:\n%s" % (self.name, self.log_path, rep))
+
+    def check_alive(self):
+        if not self.alive():
+            rc = self.proc.returncode if self.proc else None
+            self.keep = True
+            tail = self.log_text()[-4000:]
+            self.proc = None
+            self._close_log()
+            raise ServerError("%s: the server died (status %s); log tail:\n%s" % (self.name, rc, tail))
+
+    def cleanup(self):
+        """Stop (checked) and remove the directory unless something went wrong."""
+        try:
+            self.stop()
+        finally:
+            if self.keep or os.environ.get("CORREIO_E2E_KEEP"):
+                print("correio e2e: kept %s" % self.dir)
+            else:
+                shutil.rmtree(self.dir, ignore_errors=True)
+
+    # -- store inspection --
+    def account_dir(self, account):
+        local, domain = account.lower().split("@", 1)
+        return os.path.join(self.data_dir, "mail", domain, local)
+
+    def _index(self, account):
+        path = os.path.join(self.account_dir(account), "index.sqlite")
+        if not os.path.exists(path):
+            raise ServerError("no index for %s at %s" % (account, path))
+        try:
+            db = sqlite3.connect("file:%s?mode=ro" % path, uri=True, timeout=10)
+            db.execute("SELECT count(*) FROM mailboxes").fetchone()
+            return db
+        except sqlite3.OperationalError:
+            # e.g. a WAL database whose -shm cannot be made: the server is
+            # stopped, so nothing changes under us.
+            return sqlite3.connect("file:%s?immutable=1" % path, uri=True, timeout=10)
+
+    def message_rows(self, account, mailbox="INBOX"):
+        """[(uid, file, size)] of a mailbox in UID order."""
+        db = self._index(account)
+        try:
+            return db.execute(
+                "SELECT m.uid, m.file, m.size FROM messages m JOIN mailboxes b"
+                " ON m.mailbox_id = b.id WHERE b.name = ? ORDER BY m.uid", (mailbox,)).fetchall()
+        finally:
+            db.close()
+
+    def mailbox_info(self, account, mailbox="INBOX"):
+        db = self._index(account)
+        try:
+            return db.execute("SELECT uidvalidity, uidnext FROM mailboxes WHERE name = ?",
+                              (mailbox,)).fetchone()
+        finally:
+            db.close()
+
+    def all_index_files(self, account):
+        db = self._index(account)
+        try:
+            return [r[0] for r in db.execute("SELECT file FROM messages")]
+        finally:
+            db.close()
+
+    def uids(self, account, mailbox="INBOX"):
+        return [r[0] for r in self.message_rows(account, mailbox)]
+
+    def messages(self, account, mailbox="INBOX"):
+        """The stored messages (bytes) of a mailbox, in UID order."""
+        out = []
+        msgdir = os.path.join(self.account_dir(account), "msg")
+        for uid, name, size in self.message_rows(account, mailbox):
+            with open(os.path.join(msgdir, name), "rb") as f:
+                out.append(f.read())
+        return out
+
+    def find(self, account, token, mailbox="INBOX"):
+        if isinstance(token, str):
+            token = token.encode()
+        return [m for m in self.messages(account, mailbox) if token in m]
+
+    def wait_messages(self, account, n, timeout=10.0, mailbox="INBOX"):
+        """Wait until the mailbox holds at least n messages; returns them."""
+        deadline = time.monotonic() + timeout
+        while True:
+            msgs = self.messages(account, mailbox)
+            if len(msgs) >= n or time.monotonic() > deadline:
+                return msgs
+            time.sleep(0.05)
+
+    def server_uid(self):
+        """The real uid the running server process has."""
+        with open("/proc/%d/status" % self.pid) as f:
+            for line in f:
+                if line.startswith("Uid:"):
+                    return int(line.split()[1])
+        return None
+
+
+def correio_uid():
+    try:
+        return pwd.getpwnam("correio").pw_uid
+    except KeyError:
+        return None
+
+
+# --- a raw SMTP client ---------------------------------------------------------------
+class Closed(Exception):
+    pass
+
+
+class Reply:
+    def __init__(self, code, lines):
+        self.code = code
+        self.lines = lines  # text after "NNN-" / "NNN "
+
+    @property
+    def text(self):
+        return "\n".join(self.lines)
+
+    def __repr__(self):
+        return "Reply(%d, %r)" % (self.code, self.lines)
+
+
+REPLY_LINE = re.compile(rb"^([2-5][0-9][0-9])([ -])(.*)$", re.S)
+
+
+class RawSMTP:
+    """Bytes in, replies out. Every read has a timeout."""
+
+    def __init__(self, port, host="127.0.0.1", timeout=IO_TIMEOUT):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.transcript = []
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.transcript.append((">", data[:300]))
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise Closed("connection closed by server; unread: %r" % self.buf)
+        self.buf += chunk
+
+    def readline(self):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > 1 << 20:
+                raise AssertionError("reply line without CRLF: %r" % self.buf[:200])
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        self.transcript.append(("<", line))
+        return line
+
+    def reply(self):
+        lines = []
+        prev = None
+        while True:
+            line = self.readline()
+            m = REPLY_LINE.match(line)
+            if not m:
+                raise AssertionError("malformed reply line %r" % line)
+            code = int(m.group(1))
+            lines.append(m.group(3).decode("utf-8", "replace"))
+            if prev is not None and code != prev:
+                raise AssertionError("reply code changed within a multi-line reply: %r" % lines)
+            prev = code
+            if m.group(2) == b" ":
+                return Reply(code, lines)
+
+    def replies(self, n):
+        return [self.reply() for _ in range(n)]
+
+    def cmd(self, line):
+        self.send(line + "\r\n" if isinstance(line, str) else line + b"\r\n")
+        return self.reply()
+
+    def expect(self, code, line=None, enh=None):
+        r = self.cmd(line) if line is not None else self.reply()
+        assert r.code == code, "%s: want %d, got %r" % (line, code, r)
+        if enh:
+            assert r.lines[-1].startswith(enh), "%s: want %s, got %r" % (line, enh, r)
+        return r
+
+    def greeting(self):
+        return self.expect(220)
+
+    def ehlo(self, name="client.example.org"):
+        return self.expect(250, "EHLO " + name)
+
+    def pending(self, wait=0.5):
+        """Bytes the server sends within `wait` seconds (b"" if none; None if closed)."""
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+            if not data:
+                return None
+            return data
+        except socket.timeout:
+            return b""
+        except ConnectionResetError:
+            return None
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def wait_closed(self, timeout=IO_TIMEOUT):
+        """Read until EOF; returns what came before it. Raises on timeout."""
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        self.buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("server did not close the connection; got %r" % data[-500:])
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except ConnectionResetError:
+                chunk = b""
+            if not chunk:
+                self.sock.settimeout(self.timeout)
+                return data
+            data += chunk
+
+    def starttls(self, **ctx_kw):
+        r = self.cmd("STARTTLS")
+        assert r.code == 220, "STARTTLS: %r" % r
+        assert self.buf == b"", "data after the STARTTLS reply, before TLS: %r" % self.buf
+        self.wrap_tls(**ctx_kw)
+        return r
+
+    def wrap_tls(self, minimum=None, maximum=None):
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        if minimum:
+            ctx.minimum_version = minimum
+        if maximum:
+            ctx.maximum_version = maximum
+        self.sock = ctx.wrap_socket(self.sock, server_hostname="mx.example.test")
+        self.sock.settimeout(self.timeout)
+
+
+def unverified_tls_context():
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+# --- stored message parsing ----------------------------------------------------------
+def split_trace(data):
+    """(return_path_line, received_field_unfolded, rest) of a stored message."""
+    assert data.startswith(b"Return-Path: "), "stored message does not start with Return-Path: %r" % data[:200]
+    i = data.index(b"\r\n")
+    rp = data[:i]
+    pos = i + 2
+    assert data.startswith(b"Received: ", pos), "no Received: after Return-Path: %r" % data[:400]
+    j = pos
+    while True:
+        k = data.index(b"\r\n", j)
+        j = k + 2
+        if data[j:j + 1] not in (b" ", b"\t"):
+            break
+    received = data[pos:j - 2]
+    unfolded = re.sub(rb"\s+", b" ", re.sub(rb"\r\n(?=[ \t])", b"", received))
+    return rp, unfolded.decode("utf-8", "replace"), data[j:]
+
+
+def has_bare_lf_or_cr(data):
+    return re.search(rb"(?<!\r)\n|\r(?!\n)", data) is not None
+
+
+def make_message(token, subject=None, body=None, extra_headers=()):
+    """A small RFC 5322 message with CRLF line endings, as bytes."""
+    hdrs = [
+        "From: Sender <sender@example.org>",
+        "To: Alice <alice@example.test>",
+        "Subject: %s" % (subject or "test " + token),
+        "Message-ID: <%s@example.org>" % token,
+        "Date: Mon, 01 Jan 2024 12:00:00 +0000",
+    ] + list(extra_headers)
+    body = body if body is not None else "Hello,\r\nthis is %s.\r\n" % token
+    return ("\r\n".join(hdrs) + "\r\n\r\n" + body).encode("utf-8")
+
+
+_tok_counter = [0]
+_tok_lock = threading.Lock()
+
+
+def token(prefix="tok"):
+    with _tok_lock:
+        _tok_counter[0] += 1
+        n = _tok_counter[0]
+    return "%s-%d-%d-%s" % (prefix, os.getpid(), n, os.urandom(4).hex())
+
+
+def guard(srv):
+    """Generator for function-scoped fixtures wrapping a shared server:
+    restart it if an earlier test killed it; after the test, fail when it
+    died or a sanitizer spoke during the test."""
+    import pytest
+    if not srv.alive():
+        srv.kill9()
+        srv.start()
+    off = srv.log_size()
+    yield srv
+    text = srv.log_since(off)
+    rep = sanitizer_report(text)
+    if rep:
+        srv.keep = True
+        pytest.fail("%s: sanitizer report in %s during this test:\n%s" % (srv.name, srv.log_path, rep),
+                    pytrace=False)
+    if not srv.alive():
+        rc = srv.proc.returncode if srv.proc else None
+        srv.keep = True
+        pytest.fail("%s: the server died during this test (status %s); log:\n%s"
+                    % (srv.name, rc, text[-4000:]), pytrace=False)
