@@ -202,6 +202,7 @@ rate() { awk -v n="$N" -v t="$1" 'BEGIN { printf "%.1f", (t > 0 ? n / t : 0) }';
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say "== correio-bench in $W ($fstype): $N messages of $L bytes over $S sessions; servers: $SERVERS"
 
@@ -334,7 +335,13 @@ say "== SMTP ingestion: $N messages, $L-byte payload, $S parallel sessions, one 
 say "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "machine:  $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
 say "kernel:   $(uname -srm); scratch folder on $fstype ($(df -P "$W" | awk 'NR==2 {print $1}'))"
-say "versions: $("$CORREIO" --version 2>/dev/null || echo 'correio ?'), Postfix $(postconf -d -h mail_version 2>/dev/null)"
+rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
+if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src 2>/dev/null)" ]; then
+    rev+=" + uncommitted changes in src/"
+fi
+say "versions: $("$CORREIO" --version 2>/dev/null || echo 'correio ?') (tree $rev), Postfix $(postconf -d -h mail_version 2>/dev/null)"
+say "load avg: $LOAD_BEFORE at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1, 5, 15 min;"
+say "          other work on the machine during the run skews the figures)"
 say ""
 row server "accept s" "on disk s" "accepted msg/s" "on disk msg/s"
 fail=""

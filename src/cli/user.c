@@ -11,6 +11,7 @@
 #include "cli/cli.h"
 #include "conf/config.h"
 #include "daemon/daemon.h"
+#include "lib/log.h"
 #include "store/store.h"
 
 #define PASSWORD_MIN 8
@@ -24,6 +25,7 @@ int cli_open_store(const char *config_path, struct config *cfg, struct store **s
         fprintf(stderr, "correio: %s\n", err);
         return EX_CONFIG;
     }
+    log_set_level(LOG_WARN); /* the CLI says what it did on stdout */
     /* Files the CLI creates must belong to the server's user. */
     if (daemon_drop_privileges(cfg->user, err, sizeof(err)) < 0) {
         fprintf(stderr, "correio: %s\n", err);

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -176,6 +177,7 @@ static int daemon_start(struct daemon *d)
         return EX_CONFIG_;
     }
     log_set_level((enum log_level)log_level_parse(d->cfg.log_level));
+    daemon_raise_nofile();
     if (evthread_use_pthreads() < 0 || !(d->base = event_base_new())) {
         fprintf(stderr, "correio: cannot set up the event loop\n");
         return EX_OSERR_;
@@ -212,6 +214,18 @@ static int daemon_start(struct daemon *d)
         return EX_OSERR_;
     }
     return 0;
+}
+
+/* Each connection takes a descriptor and each worker's index cache up to
+ * three per account: raise the soft limit to the hard one. */
+static void daemon_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("daemon", "event=setrlimit_failed");
+    }
 }
 
 static void daemon_cleanup(struct daemon *d)

@@ -118,6 +118,7 @@ class Server:
         self.proc = None
         self.logf = None
         self.keep = False
+        self.checked_upto = None  # log offset checked by guard()
         self.offset = alloc_port_offset()
         self.smtp_port = 25 + self.offset
         argv = ["init", self.dir, "--hostname", hostname, "--port-offset", str(self.offset)]
@@ -242,7 +243,8 @@ class Server:
         self.start()
 
     def check_log(self):
-        rep = sanitizer_report(self.log_text())
+        # What guard() has checked (and reported) already is not reported again.
+        rep = sanitizer_report(self.log_since(self.checked_upto or 0))
         if rep:
             self.keep = True
             raise ServerError("%s: sanitizer report in %s:\n%s" % (self.name, self.log_path, rep))
@@ -568,12 +570,29 @@ def guard(srv):
     restart it if an earlier test killed it; after the test, fail when it
     died or a sanitizer spoke during the test."""
     import pytest
-    if not srv.alive():
+    gap = srv.log_since(srv.checked_upto) if srv.checked_upto is not None else ""
+    rep = sanitizer_report(gap)
+    if rep or not srv.alive():
+        if srv.alive():
+            try:
+                srv.proc.wait(10)  # a sanitizer report ends in exit
+            except subprocess.TimeoutExpired:
+                pass
         srv.kill9()
         srv.start()
+        srv.checked_upto = srv.log_size()
+        if rep:
+            srv.keep = True
+            pytest.fail("%s: sanitizer report after the previous test ended (blame that one):\n%s"
+                        % (srv.name, rep), pytrace=False)
     off = srv.log_size()
     yield srv
-    text = srv.log_since(off)
+    time.sleep(0.02)
+    with open(srv.log_path, "rb") as f:
+        f.seek(off)
+        raw = f.read()
+    srv.checked_upto = off + len(raw)
+    text = raw.decode("utf-8", "replace")
     rep = sanitizer_report(text)
     if rep:
         srv.keep = True

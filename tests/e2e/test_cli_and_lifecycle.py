@@ -175,6 +175,7 @@ def test_user_commands(make_server):
                      ("a..b@example.test", "long enough pw"),
                      (".a@example.test", "long enough pw"),
                      ("a b@example.test", "long enough pw"),
+                     ("j\u00f6s\u00e9@example.test", "long enough pw"),  # ASCII local parts only
                      ("short@example.test", "1234567"),    # 7 characters
                      ("empty@example.test", "")]:
         p = srv.cli("user", "add", addr, "--password-stdin", input=pw + "\n")

@@ -139,7 +139,7 @@ def test_kill9_during_burst(make_server):
     all_acked, all_attempted = {}, {}
     report = []
     t0 = time.monotonic()
-    for round_no, kill_after in enumerate((20, 100, 160)):
+    for round_no, kill_after in enumerate((5, 30, 100, 140, 185)):
         b = Burst(srv, round_no, kill_after)
         b.run()
         srv.kill9()  # reap it (and close its log)
@@ -151,7 +151,7 @@ def test_kill9_during_burst(make_server):
             "round %d: only %d messages acknowledged before the kill; errors: %r" % (round_no, len(b.acked), b.errors[:3])
         srv.start()  # must come up, repairing what the kill left
         check_store(srv, all_acked, all_attempted)
-        if time.monotonic() - t0 > 100:
+        if time.monotonic() - t0 > 60:
             break
     print("\n".join(report))
     # And it still takes mail after all that.
