@@ -167,6 +167,18 @@ static int daemon_signals(struct daemon *d)
     return 0;
 }
 
+/* Each connection takes a descriptor and each worker's index cache up to
+ * three per account: raise the soft limit to the hard one. */
+static void daemon_raise_nofile(void)
+{
+    struct rlimit rl;
+    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+        rl.rlim_cur = rl.rlim_max;
+        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+            log_warn("daemon", "event=setrlimit_failed");
+    }
+}
+
 /* Everything before the loop. Returns 0, or an exit code with a message logged. */
 static int daemon_start(struct daemon *d)
 {
@@ -214,18 +226,6 @@ static int daemon_start(struct daemon *d)
         return EX_OSERR_;
     }
     return 0;
-}
-
-/* Each connection takes a descriptor and each worker's index cache up to
- * three per account: raise the soft limit to the hard one. */
-static void daemon_raise_nofile(void)
-{
-    struct rlimit rl;
-    if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
-        rl.rlim_cur = rl.rlim_max;
-        if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
-            log_warn("daemon", "event=setrlimit_failed");
-    }
 }
 
 static void daemon_cleanup(struct daemon *d)
