@@ -230,6 +230,9 @@ static int daemon_start(struct daemon *d)
 
 static void daemon_cleanup(struct daemon *d)
 {
+    /* A second SIGTERM while the last deliveries finish must not kill us. */
+    signal(SIGTERM, SIG_IGN);
+    signal(SIGINT, SIG_IGN);
     workers_free(&d->workers); /* runs the last done()s: their replies are written */
     smtp_conn_free_all(d);
     daemon_close_listeners(d);

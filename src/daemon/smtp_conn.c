@@ -36,6 +36,7 @@ struct smtp_conn {
     bool gone;                /* the client left while a delivery was running */
     bool stop_after_delivery; /* SIGTERM came during a delivery */
     bool tls_handshaking;
+    struct event *close_ev;   /* while closing: waits for the output to drain */
 };
 
 static void conn_process(struct smtp_conn *c, enum smtp_session_status st);
@@ -93,6 +94,8 @@ static void conn_free(struct smtp_conn *c)
     d->nconns--;
     if (c->bev)
         bufferevent_free(c->bev);
+    if (c->close_ev)
+        event_free(c->close_ev);
     smtp_session_free(&c->sess);
     smtp_settings_put(c->settings);
     buf_free(&c->out);
@@ -109,25 +112,48 @@ static void conn_flush(struct smtp_conn *c)
     buf_reset(&c->out);
 }
 
-static void conn_write_cb(struct bufferevent *bev, void *arg)
+/* Octets not yet handed to the kernel, including those below a TLS filter. */
+static size_t conn_pending_output(struct smtp_conn *c)
 {
-    struct smtp_conn *c = arg;
-    if (c->closing && evbuffer_get_length(bufferevent_get_output(bev)) == 0)
-        conn_free(c);
+    size_t n = evbuffer_get_length(bufferevent_get_output(c->bev));
+    struct bufferevent *under = bufferevent_get_underlying(c->bev);
+    if (under)
+        n += evbuffer_get_length(bufferevent_get_output(under));
+    return n;
 }
 
-/* Send what is pending, then close. */
-static void conn_close(struct smtp_conn *c)
+/* While closing: free once every reply has left (a write timeout ends it
+ * otherwise, through conn_event_cb). */
+static void conn_close_check_cb(evutil_socket_t fd, short what, void *arg)
 {
-    conn_flush(c);
-    c->closing = true;
-    if (!c->bev) {
+    struct smtp_conn *c = arg;
+    if (!c->bev || conn_pending_output(c) == 0) {
         conn_free(c);
         return;
     }
-    bufferevent_disable(c->bev, EV_READ);
-    if (evbuffer_get_length(bufferevent_get_output(c->bev)) == 0)
-        conn_free(c);
+    struct timeval tv = {.tv_sec = 0, .tv_usec = 10000};
+    evtimer_add(c->close_ev, &tv);
+}
+
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+}
+
+/* Send what is pending, then close. Never frees c at once: callers may
+ * still look at it; the free happens from the event loop. */
+static void conn_close(struct smtp_conn *c)
+{
+    conn_flush(c);
+    if (c->closing)
+        return;
+    c->closing = true;
+    if (c->bev)
+        bufferevent_disable(c->bev, EV_READ);
+    if (!c->close_ev)
+        c->close_ev = evtimer_new(c->d->base, conn_close_check_cb, c);
+    struct timeval now = {0, 0};
+    if (c->close_ev)
+        evtimer_add(c->close_ev, &now);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -279,7 +305,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         evbuffer_drain(in, v.iov_len);
         conn_process(c, st);
         if (c->closing)
-            return; /* c may be gone */
+            return;
     }
 }
 

@@ -221,11 +221,17 @@ static int store_db_wal(sqlite3 *db, char *err, size_t errlen)
 int store_db_open(const char *path, int create, sqlite3 **db_r, char *err, size_t errlen)
 {
     *db_r = NULL;
+    /* Only a file that does not exist yet may be opened and closed here:
+     * close() drops every POSIX lock this process holds on the file, so
+     * doing it to a database another connection of ours has open would
+     * take that connection's SQLite locks away (it then reads a stale
+     * snapshot, or worse). */
     if (create) {
-        int fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
-        if (fd < 0)
+        int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+        if (fd < 0 && errno != EEXIST)
             return store_fail(err, errlen, "create %s: %s", path, strerror(errno));
-        close(fd);
+        if (fd >= 0)
+            close(fd);
     }
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);

@@ -9,6 +9,7 @@
 #include <pthread.h>
 #include <sqlite3.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 /* --- helpers ---------------------------------------------------------------- */
@@ -712,6 +713,45 @@ static void test_store_broken_index(void **state)
     assert_int_equal(store_recover(f->st, err, sizeof(err)), 0);
 }
 
+/* Add an account row from another program (not a fork: a forked child
+ * would share this process's SQLite lock bookkeeping), as `correio user
+ * add` does while the server runs. Its last close checkpoints the WAL. */
+static void add_account_in_child(const char *dir, const char *addr)
+{
+    char cmd[1024];
+    snprintf(cmd, sizeof(cmd),
+             "sqlite3 '%s/accounts.sqlite' \"INSERT INTO accounts(address, domain, hash, created) "
+             "VALUES('%s', 'example.com', 'x', 0)\"",
+             dir, addr);
+    assert_int_equal(system(cmd), 0);
+}
+
+/* A second store opened in the same process (a worker thread's) must not
+ * take the first one's SQLite locks away: once it did (open+close of the
+ * database file in store_open), and the server's look-ups kept seeing the
+ * accounts of start-up time. */
+static void test_store_lookup_sees_other_process(void **state)
+{
+    struct fixture *f = *state;
+    char acct[320], err[256];
+    add_account(f->st, "first@example.com");
+    /* As the server starts: the data exists, the loop's store opens, then the workers'. */
+    store_close(&f->st);
+    assert_int_equal(store_open(&f->st, f->dir, err, sizeof(err)), 0);
+    struct store *worker = NULL;
+    assert_int_equal(store_open(&worker, f->dir, err, sizeof(err)), 0);
+    assert_int_equal(store_account_lookup(f->st, "first@example.com", acct, sizeof(acct), NULL, 0),
+                     STORE_LOOKUP_FOUND);
+    for (int i = 0; i < 3; i++) {
+        char addr[64];
+        snprintf(addr, sizeof(addr), "late%d@example.com", i);
+        add_account_in_child(f->dir, addr);
+        assert_int_equal(store_account_lookup(f->st, addr, acct, sizeof(acct), NULL, 0),
+                         STORE_LOOKUP_FOUND);
+    }
+    store_close(&worker);
+}
+
 int main(void)
 {
 #define T(fn) cmocka_unit_test_setup_teardown(fn, fixture_setup, fixture_teardown)
@@ -721,6 +761,7 @@ int main(void)
         T(test_store_account_add),
         T(test_store_lookup),
         T(test_store_lookup_no_domains),
+        T(test_store_lookup_sees_other_process),
         T(test_store_default_mailboxes),
         T(test_store_account_del),
         T(test_store_deliver_one),
