@@ -19,7 +19,7 @@ import signal
 import pytest
 
 import helpers
-from helpers import DEFAULT_ACCOUNTS, DEFAULT_DOMAINS, Server, ServerError
+from helpers import DEFAULT_ACCOUNTS, DEFAULT_DOMAINS, Server
 
 
 def pytest_configure(config):

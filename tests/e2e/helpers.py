@@ -119,6 +119,7 @@ class Server:
         self.logf = None
         self.keep = False
         self.checked_upto = None  # log offset checked by guard()
+        self.term_sent = False
         self.offset = alloc_port_offset()
         self.smtp_port = 25 + self.offset
         argv = ["init", self.dir, "--hostname", hostname, "--port-offset", str(self.offset)]
@@ -170,11 +171,11 @@ class Server:
 
     def start(self, timeout=READY_TIMEOUT):
         assert not self.alive(), "already running"
-        start_off = self.log_size()
         self.logf = open(self.log_path, "ab")
         self.logf.write(b"=== e2e: starting serve ===\n")
         self.logf.flush()
         start_off = self.log_size()
+        self.term_sent = False
         self.proc = subprocess.Popen([BIN, "-c", self.conf, "serve"], stdin=subprocess.DEVNULL,
                                      stdout=self.logf, stderr=self.logf, env=server_env(),
                                      close_fds=True)
@@ -207,7 +208,8 @@ class Server:
         proc = self.proc
         hung = False
         if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
+            if not self.term_sent:  # a second SIGTERM could cut a clean stop short
+                self.terminate()
             try:
                 proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -228,6 +230,12 @@ class Server:
                 raise ServerError("%s: exit status %s after SIGTERM (want 0); log tail:\n%s"
                                   % (self.name, rc, self.log_text()[-3000:]))
         return rc
+
+    def terminate(self):
+        """Send SIGTERM once (the server stops cleanly); stop() waits for it."""
+        if self.proc is not None and not self.term_sent:
+            self.term_sent = True
+            self.proc.send_signal(signal.SIGTERM)
 
     def kill9(self):
         if self.proc is None:
@@ -259,11 +267,11 @@ class Server:
             raise ServerError("%s: the server died (status %s); log tail:\n%s" % (self.name, rc, tail))
 
     def cleanup(self):
-        """Stop (checked) and remove the directory unless something went wrong."""
+        """Stop (checked) and remove the directory (kept with CORREIO_E2E_KEEP=1)."""
         try:
             self.stop()
         finally:
-            if self.keep or os.environ.get("CORREIO_E2E_KEEP"):
+            if os.environ.get("CORREIO_E2E_KEEP"):
                 print("correio e2e: kept %s" % self.dir)
             else:
                 shutil.rmtree(self.dir, ignore_errors=True)
@@ -594,12 +602,22 @@ def guard(srv):
     srv.checked_upto = off + len(raw)
     text = raw.decode("utf-8", "replace")
     rep = sanitizer_report(text)
-    if rep:
+    died = not srv.alive()
+    if rep or died:
+        # Reap it (a sanitizer report ends in exit) so that the next test
+        # gets a fresh server and the module's teardown does not report it again.
         srv.keep = True
+        if srv.alive():
+            try:
+                srv.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                pass
+        rc = srv.proc.returncode if srv.proc else None
+        srv.kill9()
+        srv.checked_upto = srv.log_size()
+    if rep:
         pytest.fail("%s: sanitizer report in %s during this test:\n%s" % (srv.name, srv.log_path, rep),
                     pytrace=False)
-    if not srv.alive():
-        rc = srv.proc.returncode if srv.proc else None
-        srv.keep = True
+    if died:
         pytest.fail("%s: the server died during this test (status %s); log:\n%s"
                     % (srv.name, rc, text[-4000:]), pytrace=False)

@@ -14,7 +14,7 @@ import time
 import pytest
 
 import helpers
-from helpers import (BIN, DEFAULT_PASSWORD, RawSMTP, make_message, make_test_dir, run_cli,
+from helpers import (BIN, RawSMTP, make_message, make_test_dir, run_cli,
                      server_env, split_trace, token)
 
 ALICE = "alice@example.test"
@@ -394,7 +394,7 @@ def test_sigterm_with_open_sessions(make_server):
     in_tls.ehlo()
     time.sleep(0.2)
     off = srv.log_size()
-    srv.proc.send_signal(signal.SIGTERM)
+    srv.terminate()
     got = {}
     for name, c in (("idle", idle), ("in MAIL", in_mail), ("in DATA", in_data), ("in TLS", in_tls)):
         with c:

@@ -79,10 +79,13 @@ class Burst:
         self.enough.wait(40)
         with self.lock:
             self.killed_at = len(self.acked)
-        try:
-            os.kill(self.srv.pid, self.sig)
-        except ProcessLookupError:
-            pass
+        if self.sig == signal.SIGTERM:
+            self.srv.terminate()
+        else:
+            try:
+                os.kill(self.srv.pid, self.sig)
+            except ProcessLookupError:
+                pass
 
     def run(self):
         threads = [threading.Thread(target=self.sender, args=(t,), daemon=True) for t in range(THREADS)]
@@ -101,6 +104,8 @@ def check_store(srv, acked, attempted):
     """Every acked message present exactly once per recipient, complete;
     no duplicates at all; no leftovers in tmp/; msg/ and the index agree."""
     for account in (ALICE, BOB):
+        uids = srv.uids(account)
+        assert uids == sorted(set(uids)), "%s: UIDs not unique and ascending: %r" % (account, uids)
         counts = {}
         for stored in srv.messages(account):
             m = TOKEN_RE.search(stored)

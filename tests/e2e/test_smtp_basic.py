@@ -1,7 +1,6 @@
 """SMTP receiving (MX) with clients nobody here wrote: smtplib, swaks, curl,
 openssl s_client. Stored bytes are checked in the store itself."""
 import email.utils
-import os
 import re
 import smtplib
 import subprocess
@@ -224,6 +223,15 @@ def test_helo_single_line_reply(server):
         c.expect(250, "MAIL FROM:<a@example.org>")
 
 
+def test_ehlo_address_literal(server):
+    tok = token()
+    msg = make_message(tok)
+    with smtp(server, name="[127.0.0.1]") as s:
+        assert s.sendmail("sender@example.org", ["bob@example.test"], msg) == {}
+    check_stored(one(server, "bob@example.test", tok), msg, "sender@example.org",
+                 "bob@example.test", helo="[127.0.0.1]")
+
+
 def test_vrfy_expn_turn_help_noop_rset(server):
     with smtp(server) as s:
         s.ehlo()
@@ -421,9 +429,8 @@ def test_swaks(server, mode):
         assert "TLS started" in out
 
 
-def test_swaks_bdat(server):
-    # swaks has no BDAT; a raw chunked delivery is in test_smtp_protocol.py.
-    # Here: swaks to an unknown user fails with the right code.
+def test_swaks_unknown_user(server):
+    # swaks to an unknown user fails with the right code.
     argv = ["swaks", "--server", HOST, "--port", str(server.smtp_port), "--from", "s@example.org",
             "--to", "nobody@example.test", "--timeout", "10"]
     p = subprocess.run(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30)

@@ -398,6 +398,32 @@ def test_data_split_in_small_packets(server):
     assert body_of(one(server, ALICE, tok)) == msg.replace(b"\r\n..y", b"\r\n.y")
 
 
+def test_large_message_data_and_bdat(server):
+    rnd = random.Random(99)
+    alphabet = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"
+    lines = [bytes(rnd.choice(alphabet) for _ in range(76)) for _ in range(200)]
+    body = b"".join(lines[i % 200] + b"\r\n" for i in range(5 * 1024 * 1024 // 78))
+    t1, t2 = token(), token()
+    m1 = b"Subject: big " + t1.encode() + b"\r\n\r\n" + body
+    m2 = b"Subject: big " + t2.encode() + b"\r\n\r\n" + body
+    with session(server) as c:
+        c.expect(250, "MAIL FROM:<big@example.org> SIZE=%d" % len(m1))
+        c.expect(250, "RCPT TO:<bob@example.test>")
+        c.expect(354, "DATA")
+        c.send(m1 + b".\r\n")
+        c.expect(250)
+        c.expect(250, "MAIL FROM:<big@example.org>")
+        c.expect(250, "RCPT TO:<bob@example.test>")
+        step = 1 << 20
+        for i in range(0, len(m2), step):
+            part = m2[i:i + step]
+            last = b" LAST" if i + step >= len(m2) else b""
+            c.send(b"BDAT %d%s\r\n" % (len(part), last) + part)
+            c.expect(250)
+    assert body_of(one(server, BOB, t1)) == m1
+    assert body_of(one(server, BOB, t2)) == m2
+
+
 def test_empty_message(server):
     with session(server) as c:
         c.expect(250, "MAIL FROM:<empty@example.org>")

@@ -81,9 +81,10 @@ static void test_received_sanitized(void **state)
     struct smtp_received_info info = base_info();
     info.helo = "evil\r\nX-Injected: yes (a;b) <c> \"q\"\\\x7f\xc3\xa9";
     info.for_rcpt = "bob\r\n@example.org>";
-    expect_received(&info, "Received: from evil??X-Injected:?yes??a?b???c???q????? ([192.0.2.7])\r\n"
-                           "\tby mx.example.org (correio) with ESMTP id s1.1\r\n"
-                           "\tfor <bob??@example.org?>; Sun, 22 Nov 2026 10:00:00 +0000\r\n");
+    expect_received(&info,
+                    "Received: from evil??X-Injected:?yes??a?b???c???q????? ([192.0.2.7])\r\n"
+                    "\tby mx.example.org (correio) with ESMTP id s1.1\r\n"
+                    "\tfor <bob??@example.org?>; Sun, 22 Nov 2026 10:00:00 +0000\r\n");
     info.helo = NULL;
     info.for_rcpt = "\"j doe\"@example.org";
     expect_received(&info, "Received: from unknown ([192.0.2.7])\r\n"

@@ -49,12 +49,38 @@ static void test_path_basic(void **state)
     expect_ok("<a@x.org>>", 0, "a@x.org", ">"); /* what follows is the caller's business */
 
     static const char *const bad[] = {
-        "a@example.org", "<a@example.org", "<a>", "<@example.org>", "<a@>", "<a@.org>",
-        "<a@example.org.>", "<a@ex_ample.org>", "<a@-x.org>", "<a@x-.org>", "<.a@x.org>",
-        "<a.@x.org>", "<a..b@x.org>", "<a b@x.org>", "<\"a@x.org>", "<\"a\x01\"@x.org>",
-        "<a@[300.0.0.1]>", "<a@[1.2.3]>", "<a@[IPv6:1:2]>", "<a@[foo:bar]>", "<a@[1.2.3.4>",
-        "<>", "<a(b)@x.org>", "<a@x..org>", "<a@@x.org>", "<a\\b@x.org>",
-        "<\"a\\\x01\"@x.org>", "<a@x,y>", "<@a:>", "<@a,b:c@d>", "<@:c@d>", "",
+        "a@example.org",
+        "<a@example.org",
+        "<a>",
+        "<@example.org>",
+        "<a@>",
+        "<a@.org>",
+        "<a@example.org.>",
+        "<a@ex_ample.org>",
+        "<a@-x.org>",
+        "<a@x-.org>",
+        "<.a@x.org>",
+        "<a.@x.org>",
+        "<a..b@x.org>",
+        "<a b@x.org>",
+        "<\"a@x.org>",
+        "<\"a\x01\"@x.org>",
+        "<a@[300.0.0.1]>",
+        "<a@[1.2.3]>",
+        "<a@[IPv6:1:2]>",
+        "<a@[foo:bar]>",
+        "<a@[1.2.3.4>",
+        "<>",
+        "<a(b)@x.org>",
+        "<a@x..org>",
+        "<a@@x.org>",
+        "<a\\b@x.org>",
+        "<\"a\\\x01\"@x.org>",
+        "<a@x,y>",
+        "<@a:>",
+        "<@a,b:c@d>",
+        "<@:c@d>",
+        "",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         expect_status(bad[i], 0, SMTP_ADDR_SYNTAX);
@@ -76,8 +102,7 @@ static void test_path_null_and_postmaster(void **state)
     expect_status("<postmaster>", 0, SMTP_ADDR_SYNTAX);
     expect_status("<postmasters>", SMTP_PATH_POSTMASTER_OK, SMTP_ADDR_SYNTAX);
     expect_status("<@a.b:postmaster>", SMTP_PATH_POSTMASTER_OK, SMTP_ADDR_SYNTAX);
-    expect_ok("<postmaster@example.org>", SMTP_PATH_POSTMASTER_OK, "postmaster@example.org",
-              "");
+    expect_ok("<postmaster@example.org>", SMTP_PATH_POSTMASTER_OK, "postmaster@example.org", "");
 }
 
 static void test_path_route(void **state)
@@ -94,7 +119,7 @@ static void test_path_route(void **state)
 
 static void test_path_relay_chars(void **state)
 {
-    static const char *const relay[] = {"<a%b@x.org>", "<b!a@x.org>", "<\"a@b\"@x.org>",
+    static const char *const relay[] = {"<a%b@x.org>",       "<b!a@x.org>",     "<\"a@b\"@x.org>",
                                         "<\"a\\@b\"@x.org>", "<\"a%b\"@x.org>", "<\"a!\"@x.org>"};
     for (size_t i = 0; i < sizeof(relay) / sizeof(relay[0]); i++) {
         struct smtp_path p;
@@ -162,8 +187,8 @@ static void test_ipv4(void **state)
     static const char *const good[] = {"0.0.0.0", "255.255.255.255", "192.0.2.1", "010.1.1.1"};
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         assert_true(smtp_ipv4_valid(good[i], strlen(good[i])));
-    static const char *const bad[] = {"", "1.2.3", "1.2.3.4.5", "256.1.1.1", "1..2.3",
-                                      "1.2.3.4.", "a.b.c.d", "1.2.3.0001", " 1.2.3.4", "1.2.3.-4"};
+    static const char *const bad[] = {"",         "1.2.3",   "1.2.3.4.5",  "256.1.1.1", "1..2.3",
+                                      "1.2.3.4.", "a.b.c.d", "1.2.3.0001", " 1.2.3.4",  "1.2.3.-4"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (smtp_ipv4_valid(bad[i], strlen(bad[i])))
             fail_msg("ipv4 %s accepted", bad[i]);
@@ -172,17 +197,37 @@ static void test_ipv4(void **state)
 static void test_ipv6(void **state)
 {
     static const char *const good[] = {
-        "1:2:3:4:5:6:7:8", "2001:db8::1",  "::1",          "::",           "1::",
-        "fe80::abcd:1",    "1:2:3:4:5:6::", "::2:3:4:5:6:7", "::ffff:1.2.3.4", "1:2:3:4:5:6:1.2.3.4",
-        "1::1.2.3.4",      "ABCD:ef01::",
+        "1:2:3:4:5:6:7:8",
+        "2001:db8::1",
+        "::1",
+        "::",
+        "1::",
+        "fe80::abcd:1",
+        "1:2:3:4:5:6::",
+        "::2:3:4:5:6:7",
+        "::ffff:1.2.3.4",
+        "1:2:3:4:5:6:1.2.3.4",
+        "1::1.2.3.4",
+        "ABCD:ef01::",
     };
     for (size_t i = 0; i < sizeof(good) / sizeof(good[0]); i++)
         if (!smtp_ipv6_valid(good[i], strlen(good[i])))
             fail_msg("ipv6 %s refused", good[i]);
     static const char *const bad[] = {
-        "",         "1:2:3:4:5:6:7",   "1:2:3:4:5:6:7:8:9", "1::2::3",        ":1::",
-        "1:",       "12345::",         "g::1",              "1:2:3:4:5:6:7::", "::1.2.3",
-        "1.2.3.4",  "1:2:3:4:5:6:7:1.2.3.4", "1:::2",       "::2:3:4:5:6:7:8",
+        "",
+        "1:2:3:4:5:6:7",
+        "1:2:3:4:5:6:7:8:9",
+        "1::2::3",
+        ":1::",
+        "1:",
+        "12345::",
+        "g::1",
+        "1:2:3:4:5:6:7::",
+        "::1.2.3",
+        "1.2.3.4",
+        "1:2:3:4:5:6:7:1.2.3.4",
+        "1:::2",
+        "::2:3:4:5:6:7:8",
     };
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
         if (smtp_ipv6_valid(bad[i], strlen(bad[i])))
@@ -211,9 +256,9 @@ static void test_utf8_len(void **state)
     assert_int_equal(smtp_utf8_len((const unsigned char *)"\xc3\xa9", 1), 0);
     assert_int_equal(smtp_utf8_len((const unsigned char *)"\xe2\x82\xac", 3), 3);
     assert_int_equal(smtp_utf8_len((const unsigned char *)"\xf0\x9f\x98\x80", 4), 4);
-    assert_int_equal(smtp_utf8_len((const unsigned char *)"\xc1\xbf", 2), 0);         /* overlong */
-    assert_int_equal(smtp_utf8_len((const unsigned char *)"\xe0\x9f\xbf", 3), 0);     /* overlong */
-    assert_int_equal(smtp_utf8_len((const unsigned char *)"\xed\xa0\x80", 3), 0);     /* surrogate */
+    assert_int_equal(smtp_utf8_len((const unsigned char *)"\xc1\xbf", 2), 0);     /* overlong */
+    assert_int_equal(smtp_utf8_len((const unsigned char *)"\xe0\x9f\xbf", 3), 0); /* overlong */
+    assert_int_equal(smtp_utf8_len((const unsigned char *)"\xed\xa0\x80", 3), 0); /* surrogate */
     assert_int_equal(smtp_utf8_len((const unsigned char *)"\xf4\x90\x80\x80", 4), 0); /* > 10FFFF */
     assert_int_equal(smtp_utf8_len((const unsigned char *)"\x80", 1), 0);
     assert_int_equal(smtp_utf8_len((const unsigned char *)"\xe2\x28\xa1", 3), 0);

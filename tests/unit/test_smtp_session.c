@@ -15,15 +15,6 @@
 
 #define HOST "mx.example.org"
 #define GREETING "220 " HOST " ESMTP correio\r\n"
-#define EHLO_BODY                                                                                  \
-    "250-PIPELINING\r\n"                                                                           \
-    "250-SIZE 10000\r\n"                                                                           \
-    "%s"                                                                                           \
-    "250-ENHANCEDSTATUSCODES\r\n"                                                                  \
-    "250-8BITMIME\r\n"                                                                             \
-    "250-SMTPUTF8\r\n"                                                                             \
-    "250-HELP\r\n"                                                                                 \
-    "250 CHUNKING\r\n"
 #define EHLO_TLS                                                                                   \
     "250-" HOST "\r\n"                                                                             \
     "250-PIPELINING\r\n"                                                                           \
@@ -75,7 +66,7 @@ struct conv {
     enum smtp_session_status st;
     enum smtp_deliver_result deliver; /* the answer to deliveries */
     bool tls_ok;
-    bool hold;       /* leave requests pending (for tests of pending input) */
+    bool hold; /* leave requests pending (for tests of pending input) */
     unsigned nreqs;
 };
 
@@ -148,8 +139,8 @@ static void conv_answer(struct conv *c)
             buf_printf(&c->log, "RCPT %s -> %d\n", r->rcpt, (int)res);
             char account[300];
             snprintf(account, sizeof(account), "acct:%s", r->rcpt);
-            c->st = smtp_session_rcpt_done(c->s, res, res == SMTP_RCPT_OK ? account : NULL,
-                                           &c->out);
+            c->st =
+                smtp_session_rcpt_done(c->s, res, res == SMTP_RCPT_OK ? account : NULL, &c->out);
             break;
         }
         case SMTP_REQ_DELIVER:
@@ -254,12 +245,11 @@ static void test_basic_transaction(void **state)
     conv_feed(c, "Subject: hi\r\n\r\nHello\r\n.\r\n");
     conv_feed(c, "QUIT\r\n");
     assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT GO_DATA QUEUED(1) BYE);
-    assert_string_equal(conv_log(c),
-                        "RCPT bob@example.org -> 0\n"
-                        "DELIVER id=s1.1 helo=client.example.net ip=192.0.2.7 "
-                        "from=<alice@example.net> proto=ESMTP tls=-/- utf8=0 8bit=0 "
-                        "to=bob@example.org(acct:bob@example.org)\n"
-                        "[Subject: hi\r\n\r\nHello\r\n]\n");
+    assert_string_equal(conv_log(c), "RCPT bob@example.org -> 0\n"
+                                     "DELIVER id=s1.1 helo=client.example.net ip=192.0.2.7 "
+                                     "from=<alice@example.net> proto=ESMTP tls=-/- utf8=0 8bit=0 "
+                                     "to=bob@example.org(acct:bob@example.org)\n"
+                                     "[Subject: hi\r\n\r\nHello\r\n]\n");
     assert_int_equal(c->st, SMTP_SESSION_CLOSE);
     assert_string_equal(smtp_session_state_name(c->s), "closed");
     /* Nothing more is read after QUIT. */
@@ -270,57 +260,56 @@ static void test_basic_transaction(void **state)
 
 /* A conversation touching most paths, without STARTTLS (whose input
  * discarding depends on feed boundaries by design). */
-static const char long_conv[] =
-    "ehlo client.example.net\r\n"
-    "NOOP\r\n"
-    "MAIL FROM:<a@example.net> SIZE=100 BODY=8BITMIME\r\n"
-    "RCPT TO:<b@example.org>\r\n"
-    "RCPT TO:<nouser@example.org>\r\n"
-    "RCPT TO:<x@elsewhere.net>\r\n"
-    "RCPT TO:<temp@example.org>\r\n"
-    "RCPT TO:<a%b@example.org>\r\n"
-    "RCPT TO:<Postmaster>\r\n"
-    "DATA\r\n"
-    "line one\r\n"
-    "..dotted\r\n"
-    "bare\nlf and bare\rcr\r\n"
-    "\n.\n\r.\rx\r\n.\ny\r\n"
-    ".\r\n"
-    "MAIL FROM:<>\r\n"
-    "RCPT TO:<@relay.example.net,@r2.example.net:c@example.org>\r\n"
-    "BDAT 7\r\n"
-    "chunk\r\r"
-    "BDAT 6 LAST\r\n"
-    "\nend\r\n"
-    "BDAT 5\r\n"
-    "QUIT\r"
-    "VRFY bob\r\n"
-    "FOO\r\n"
-    "RSET\r\n"
-    "HELO again.example.net\r\n"
-    "MAIL FROM:<z@example.net>\r\n"
-    "RCPT TO:<z@example.org>\r\n"
-    "DATA\r\n"
-    ".\r\n"
-    "QUIT\r\n";
+static const char long_conv[] = "ehlo client.example.net\r\n"
+                                "NOOP\r\n"
+                                "MAIL FROM:<a@example.net> SIZE=100 BODY=8BITMIME\r\n"
+                                "RCPT TO:<b@example.org>\r\n"
+                                "RCPT TO:<nouser@example.org>\r\n"
+                                "RCPT TO:<x@elsewhere.net>\r\n"
+                                "RCPT TO:<temp@example.org>\r\n"
+                                "RCPT TO:<a%b@example.org>\r\n"
+                                "RCPT TO:<Postmaster>\r\n"
+                                "DATA\r\n"
+                                "line one\r\n"
+                                "..dotted\r\n"
+                                "bare\nlf and bare\rcr\r\n"
+                                "\n.\n\r.\rx\r\n.\ny\r\n"
+                                ".\r\n"
+                                "MAIL FROM:<>\r\n"
+                                "RCPT TO:<@relay.example.net,@r2.example.net:c@example.org>\r\n"
+                                "BDAT 7\r\n"
+                                "chunk\r\r"
+                                "BDAT 6 LAST\r\n"
+                                "\nend\r\n"
+                                "BDAT 5\r\n"
+                                "QUIT\r"
+                                "VRFY bob\r\n"
+                                "FOO\r\n"
+                                "RSET\r\n"
+                                "HELO again.example.net\r\n"
+                                "MAIL FROM:<z@example.net>\r\n"
+                                "RCPT TO:<z@example.org>\r\n"
+                                "DATA\r\n"
+                                ".\r\n"
+                                "QUIT\r\n";
 
 static void test_pipelining_and_bytewise(void **state)
 {
     struct smtp_session_config cfg = test_cfg();
     size_t len = sizeof(long_conv) - 1;
     char *whole = conv_transcript(&cfg, long_conv, len, 0);
-    const char *expect_out =
-        GREETING EHLO_TLS "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT
+    const char *expect_out = GREETING EHLO_TLS
+        "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT
         "550 5.1.1 <nouser@example.org>: Recipient address rejected: User unknown\r\n"
         "550 5.7.1 <x@elsewhere.net>: Relay access denied\r\n"
         "451 4.3.0 <temp@example.org>: Temporary lookup failure\r\n"
         "550 5.7.1 <a%b@example.org>: Relay access denied\r\n" OK_RCPT GO_DATA QUEUED(1)
-            OK_MAIL OK_RCPT "250 2.0.0 7 octets received\r\n" QUEUED(2)
-        "503 5.5.1 Error: need MAIL command\r\n"
-        "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
-        "500 5.5.1 Error: command not recognized\r\n"
-        "250 2.0.0 Ok\r\n"
-        "250 " HOST "\r\n" OK_MAIL OK_RCPT GO_DATA QUEUED(3) BYE;
+            OK_MAIL OK_RCPT "250 2.0.0 7 octets received\r\n" QUEUED(
+                2) "503 5.5.1 Error: need MAIL command\r\n"
+                   "252 2.5.0 Cannot VRFY user, but will accept message and attempt delivery\r\n"
+                   "500 5.5.1 Error: command not recognized\r\n"
+                   "250 2.0.0 Ok\r\n"
+                   "250 " HOST "\r\n" OK_MAIL OK_RCPT GO_DATA QUEUED(3) BYE;
     const char *expect_log =
         "RCPT b@example.org -> 0\n"
         "RCPT nouser@example.org -> 1\n"
@@ -359,9 +348,9 @@ static void test_case_insensitive_and_spaces(void **state)
     struct conv *c = conv_new();
     conv_feed(c, "eHlO c.example.net\r\nmail from: <a@example.net>\r\nRcPt tO: <b@example.org>\r\n"
                  "MAIL  FROM:<a@example.net>\r\nnoop   \r\nNOOP ignored args\r\n");
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT
-                        "503 5.5.1 Error: nested MAIL command\r\n"
-                        "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS OK_MAIL OK_RCPT "503 5.5.1 Error: nested MAIL command\r\n"
+                                                          "250 2.0.0 Ok\r\n250 2.0.0 Ok\r\n");
     conv_free(c);
 }
 
@@ -408,14 +397,15 @@ static void test_syntax_errors(void **state)
     struct smtp_session_config cfg = test_cfg();
     cfg.limits.max_errors = 100;
     struct conv *c = conv_new_cfg(&cfg);
-    conv_feed(c, "EHLO\r\nHELO \r\nEHLO x\r\n"
-                 "MAIL\r\nMAIL TO:<a@b.c>\r\nMAIL FROM:a@example.net\r\nMAIL FROM:<a@>\r\n"
-                 "MAIL FROM:<a@example.net>x\r\nMAIL FROM:<a@example.net> SIZE=1x\r\n"
-                 "MAIL FROM:<a@example.net>\r\n"
-                 "RCPT TO:<>\r\nRCPT TO:<b>\r\nRCPT TO:b@example.org\r\nRCPT FROM:<b@example.org>\r\n"
-                 "RCPT TO:<b@example.org> NOTIFY=NEVER\r\nRCPT TO:<b..c@example.org>\r\n"
-                 "RCPT TO:<b@example..org>\r\nRCPT TO:<b@-example.org>\r\n"
-                 "RSET now\r\nDATA now\r\nVRFY\r\n");
+    conv_feed(c,
+              "EHLO\r\nHELO \r\nEHLO x\r\n"
+              "MAIL\r\nMAIL TO:<a@b.c>\r\nMAIL FROM:a@example.net\r\nMAIL FROM:<a@>\r\n"
+              "MAIL FROM:<a@example.net>x\r\nMAIL FROM:<a@example.net> SIZE=1x\r\n"
+              "MAIL FROM:<a@example.net>\r\n"
+              "RCPT TO:<>\r\nRCPT TO:<b>\r\nRCPT TO:b@example.org\r\nRCPT FROM:<b@example.org>\r\n"
+              "RCPT TO:<b@example.org> NOTIFY=NEVER\r\nRCPT TO:<b..c@example.org>\r\n"
+              "RCPT TO:<b@example..org>\r\nRCPT TO:<b@-example.org>\r\n"
+              "RSET now\r\nDATA now\r\nVRFY\r\n");
     assert_string_equal(conv_out(c), GREETING "501 5.5.4 Syntax: EHLO hostname\r\n"
                                               "501 5.5.4 Syntax: HELO hostname\r\n" EHLO_TLS
                                               "501 5.5.4 Syntax: MAIL FROM:<address>\r\n"
@@ -442,11 +432,12 @@ static void test_syntax_errors(void **state)
     c = conv_new();
     conv_feed(c, "EHLO x\r\nRSET now\r\nDATA now\r\nVRFY\r\nMAIL FROM:<a@example.net>\r\n"
                  "RCPT TO:<b@example.org>\r\nDATA now\r\nRSET\r\n");
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS "501 5.5.4 Syntax: RSET\r\n"
-                                                       "503 5.5.1 Error: need MAIL command\r\n"
-                                                       "501 5.5.4 Syntax: VRFY address\r\n" OK_MAIL
-                                                           OK_RCPT "501 5.5.4 Syntax: DATA\r\n"
-                                                                   "250 2.0.0 Ok\r\n");
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS "501 5.5.4 Syntax: RSET\r\n"
+                                          "503 5.5.1 Error: need MAIL command\r\n"
+                                          "501 5.5.4 Syntax: VRFY address\r\n" OK_MAIL OK_RCPT
+                                          "501 5.5.4 Syntax: DATA\r\n"
+                                          "250 2.0.0 Ok\r\n");
     conv_free(c);
 }
 
@@ -465,16 +456,16 @@ static void test_mail_params(void **state)
                  "MAIL FROM:<a@example.net> size=10000 body=7bit smtputf8\r\n"
                  "RSET\r\n"
                  "MAIL FROM:<a@example.net>   BODY=8bitmime  \r\n");
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS
-                        "552 5.3.4 Message size exceeds fixed limit\r\n"
-                        "552 5.3.4 Message size exceeds fixed limit\r\n"
-                        "501 5.5.4 Syntax: SIZE=<number>\r\n"
-                        "501 5.5.4 Syntax: BODY=7BIT|8BITMIME\r\n"
-                        "501 5.5.4 Syntax: BODY=7BIT|8BITMIME\r\n"
-                        "501 5.5.4 Syntax: SMTPUTF8\r\n"
-                        "555 5.5.4 Error: unsupported MAIL parameter\r\n"
-                        "501 5.5.4 Error: duplicate SIZE parameter\r\n" OK_MAIL
-                        "250 2.0.0 Ok\r\n" OK_MAIL);
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS "552 5.3.4 Message size exceeds fixed limit\r\n"
+                                          "552 5.3.4 Message size exceeds fixed limit\r\n"
+                                          "501 5.5.4 Syntax: SIZE=<number>\r\n"
+                                          "501 5.5.4 Syntax: BODY=7BIT|8BITMIME\r\n"
+                                          "501 5.5.4 Syntax: BODY=7BIT|8BITMIME\r\n"
+                                          "501 5.5.4 Syntax: SMTPUTF8\r\n"
+                                          "555 5.5.4 Error: unsupported MAIL parameter\r\n"
+                                          "501 5.5.4 Error: duplicate SIZE parameter\r\n" OK_MAIL
+                                          "250 2.0.0 Ok\r\n" OK_MAIL);
     conv_feed(c, "RCPT TO:<b@example.org>\r\nDATA\r\n.\r\n");
     assert_non_null(strstr(conv_log(c), "utf8=0 8bit=1"));
     conv_free(c);
@@ -486,8 +477,9 @@ static void test_null_path_and_postmaster(void **state)
     conv_feed(c, "EHLO x\r\nMAIL FROM:<>\r\nRCPT TO:<postmaster>\r\nRCPT TO:<POSTMASTER>\r\n"
                  "RCPT TO:<postmaster@example.org>\r\nDATA\r\nhi\r\n.\r\n"
                  "MAIL FROM:<postmaster>\r\n");
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT OK_RCPT OK_RCPT GO_DATA
-                        QUEUED(1) "501 5.1.7 Bad sender address syntax\r\n");
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS OK_MAIL OK_RCPT OK_RCPT OK_RCPT GO_DATA QUEUED(
+                            1) "501 5.1.7 Bad sender address syntax\r\n");
     assert_string_equal(conv_log(c),
                         "RCPT postmaster -> 0\nRCPT postmaster -> 0\n"
                         "RCPT postmaster@example.org -> 0\n"
@@ -510,8 +502,7 @@ static void test_smtputf8(void **state)
                  "RCPT TO:<m\xc3\xbcller@example.org>\r\n"
                  "RCPT TO:<bad\xc3@example.org>\r\n"
                  "DATA\r\n.\r\n");
-    assert_string_equal(conv_out(c),
-                        GREETING EHLO_TLS
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS
                         "553 5.6.7 Error: non-ASCII sender address needs SMTPUTF8\r\n" OK_MAIL
                         "553 5.6.7 Error: non-ASCII recipient address needs SMTPUTF8\r\n"
                         "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT
@@ -543,7 +534,8 @@ static void test_address_lengths(void **state)
     conv_feed(c, buf_cstr(&in));
     struct buf expect = BUF_INIT;
     buf_printf(&expect,
-               GREETING EHLO_TLS OK_MAIL OK_RCPT "501 5.1.3 Path too long\r\n"
+               GREETING EHLO_TLS OK_MAIL OK_RCPT
+               "501 5.1.3 Path too long\r\n"
                "501 5.1.3 Bad recipient address syntax\r\n"
                "501 5.1.3 Path too long\r\n"
                "550 5.7.1 <%s@%s.%s.%.57s.org>: Relay access denied\r\n"
@@ -572,16 +564,14 @@ static void test_relay_tricks(void **state)
                  "RCPT TO:<\"john doe\"@example.org>\r\n"
                  "RCPT TO:<user@[192.0.2.1]>\r\n"
                  "RCPT TO:<user@[IPv6:2001:db8::1]>\r\n");
-    assert_string_equal(
-        conv_out(c),
-        GREETING EHLO_TLS OK_MAIL
-        "550 5.7.1 <user%elsewhere.net@example.org>: Relay access denied\r\n"
-        "550 5.7.1 <elsewhere.net!user@example.org>: Relay access denied\r\n"
-        "550 5.7.1 <\"user@elsewhere.net\"@example.org>: Relay access denied\r\n"
-        "550 5.7.1 <\"user\\@elsewhere.net\"@example.org>: Relay access denied\r\n"
-        "550 5.7.1 <user@elsewhere.net>: Relay access denied\r\n" OK_RCPT OK_RCPT
-        "550 5.7.1 <user@[192.0.2.1]>: Relay access denied\r\n"
-        "550 5.7.1 <user@[IPv6:2001:db8::1]>: Relay access denied\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL
+                        "550 5.7.1 <user%elsewhere.net@example.org>: Relay access denied\r\n"
+                        "550 5.7.1 <elsewhere.net!user@example.org>: Relay access denied\r\n"
+                        "550 5.7.1 <\"user@elsewhere.net\"@example.org>: Relay access denied\r\n"
+                        "550 5.7.1 <\"user\\@elsewhere.net\"@example.org>: Relay access denied\r\n"
+                        "550 5.7.1 <user@elsewhere.net>: Relay access denied\r\n" OK_RCPT OK_RCPT
+                        "550 5.7.1 <user@[192.0.2.1]>: Relay access denied\r\n"
+                        "550 5.7.1 <user@[IPv6:2001:db8::1]>: Relay access denied\r\n");
     /* The first four never reached the caller; the source route was stripped. */
     assert_string_equal(conv_log(c), "RCPT user@elsewhere.net -> 2\n"
                                      "RCPT user@example.org -> 0\n"
@@ -600,8 +590,7 @@ static void test_too_many_recipients(void **state)
                  "RCPT TO:<r4@example.org>\r\nRCPT TO:<r5@example.org>\r\n"
                  "RCPT TO:<r6@example.org>\r\nRCPT TO:<r7@example.org>\r\n"
                  "DATA\r\nx\r\n.\r\n");
-    assert_string_equal(conv_out(c),
-                        GREETING EHLO_TLS OK_MAIL OK_RCPT
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT
                         "550 5.1.1 <nouser@example.org>: Recipient address rejected: User "
                         "unknown\r\n" OK_RCPT OK_RCPT OK_RCPT OK_RCPT
                         "452 4.5.3 Too many recipients\r\n"
@@ -616,8 +605,7 @@ static void test_rcpt_results(void **state)
     struct conv *c = conv_new();
     conv_feed(c, "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<temp@example.org>\r\n"
                  "RCPT TO:<x@other.example>\r\nRCPT TO:<nouser@example.org>\r\nDATA\r\n");
-    assert_string_equal(conv_out(c),
-                        GREETING EHLO_TLS OK_MAIL
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL
                         "451 4.3.0 <temp@example.org>: Temporary lookup failure\r\n"
                         "550 5.7.1 <x@other.example>: Relay access denied\r\n"
                         "550 5.1.1 <nouser@example.org>: Recipient address rejected: User "
@@ -640,11 +628,10 @@ static void test_dot_stuffing(void **state)
 /* SMTP smuggling: only CRLF "." CRLF ends DATA. */
 static void test_smuggling(void **state)
 {
-    static const char *const fake_ends[] = {"\n.\n", "\r.\r", "\n.\r\n", "\r\n.\n", "\r.\r\n",
-                                            "\r\n.\r", "\r\n.\r\r\n", "\n.\r\r\n"};
-    static const char *const stored[] = {"\r\n.\r\n", "\r\n.\r\n", "\r\n.\r\n", "\r\n\r\n",
-                                         "\r\n.\r\n", "\r\n\r\n", "\r\n\r\n\r\n",
-                                         "\r\n.\r\n\r\n"};
+    static const char *const fake_ends[] = {"\n.\n",   "\r.\r",   "\n.\r\n",     "\r\n.\n",
+                                            "\r.\r\n", "\r\n.\r", "\r\n.\r\r\n", "\n.\r\r\n"};
+    static const char *const stored[] = {"\r\n.\r\n", "\r\n.\r\n", "\r\n.\r\n",    "\r\n\r\n",
+                                         "\r\n.\r\n", "\r\n\r\n",  "\r\n\r\n\r\n", "\r\n.\r\n\r\n"};
     for (size_t i = 0; i < sizeof(fake_ends) / sizeof(fake_ends[0]); i++) {
         for (size_t step = 0; step <= 1; step++) {
             struct buf in = BUF_INIT;
@@ -692,26 +679,29 @@ static void test_empty_body_and_commands_bare_lf(void **state)
 
 static void test_text_line_limit(void **state)
 {
-    char *ok = str_repeat('a', 998);   /* + CRLF = 1000 */
-    char *bad = str_repeat('b', 999);  /* + CRLF = 1001 */
+    char *ok = str_repeat('a', 998);  /* + CRLF = 1000 */
+    char *bad = str_repeat('b', 999); /* + CRLF = 1001 */
     struct buf in = BUF_INIT;
-    buf_printf(&in, "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
-                    "%s\r\n.%s\r\n.\r\n",
+    buf_printf(&in,
+               "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+               "%s\r\n.%s\r\n.\r\n",
                ok, ok);
-    buf_printf(&in, "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
-                    "x\r\n%s\r\ny\r\n.\r\n",
+    buf_printf(&in,
+               "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+               "x\r\n%s\r\ny\r\n.\r\n",
                bad);
-    buf_printf(&in, "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
-                    "%s\n%s\r\n.\r\n",
+    buf_printf(&in,
+               "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n"
+               "%s\n%s\r\n.\r\n",
                ok, ok); /* a bare LF does not split the line: 1998 + 2 */
     buf_printf(&in, "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nok\r\n.\r\n");
     for (size_t step = 0; step <= 1; step++) {
         struct conv *c = conv_new();
         conv_feed_n(c, buf_cstr(&in), buf_size(&in), step);
         assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT GO_DATA QUEUED(1)
-                            OK_MAIL OK_RCPT GO_DATA "500 5.5.2 Line too long\r\n" OK_MAIL OK_RCPT
-                            GO_DATA "500 5.5.2 Line too long\r\n" OK_MAIL OK_RCPT GO_DATA
-                            QUEUED(4));
+                                             OK_MAIL OK_RCPT GO_DATA
+                            "500 5.5.2 Line too long\r\n" OK_MAIL OK_RCPT GO_DATA
+                            "500 5.5.2 Line too long\r\n" OK_MAIL OK_RCPT GO_DATA QUEUED(4));
         conv_free(c);
     }
     buf_free(&in);
@@ -757,9 +747,9 @@ static void test_message_size_limit(void **state)
     for (size_t step = 0; step <= 1; step++) {
         struct conv *c = conv_new();
         conv_feed_n(c, buf_cstr(&in), buf_size(&in), step);
-        assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT GO_DATA
-                            "552 5.3.4 Message size exceeds fixed limit\r\n" OK_MAIL OK_RCPT
-                                GO_DATA QUEUED(2));
+        assert_string_equal(
+            conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT GO_DATA
+            "552 5.3.4 Message size exceeds fixed limit\r\n" OK_MAIL OK_RCPT GO_DATA QUEUED(2));
         conv_free(c);
     }
     buf_free(&in);
@@ -799,8 +789,8 @@ static void test_bdat(void **state)
                         "250 2.0.0 4 octets received\r\n"
                         "250 2.0.0 0 octets received\r\n" QUEUED(1) OK_MAIL OK_RCPT QUEUED(2)
                             OK_MAIL OK_RCPT "250 2.0.0 3 octets received\r\n"
-                        "503 5.5.1 Error: DATA after BDAT\r\n"
-                        "503 5.5.1 Error: RCPT after BDAT\r\n" QUEUED(3));
+                                            "503 5.5.1 Error: DATA after BDAT\r\n"
+                                            "503 5.5.1 Error: RCPT after BDAT\r\n" QUEUED(3));
     const char *log = conv_log(c);
     assert_non_null(strstr(log, "DELIVER id=s1.1 "));
     assert_non_null(strstr(log, "\n[ab\r\nc\r\nd\r\n\r\n]\n"));
@@ -831,8 +821,8 @@ static void test_bdat_refused_is_skipped(void **state)
 
 static void test_bdat_bad_size_closes(void **state)
 {
-    static const char *const bad[] = {"BDAT\r\n", "BDAT x\r\n", "BDAT 12x LAST\r\n",
-                                      "BDAT -1\r\n", "BDAT 99999999999999999999999\r\n"};
+    static const char *const bad[] = {"BDAT\r\n", "BDAT x\r\n", "BDAT 12x LAST\r\n", "BDAT -1\r\n",
+                                      "BDAT 99999999999999999999999\r\n"};
     for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
         struct conv *c = conv_new();
         conv_feed(c, "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\n");
@@ -851,11 +841,13 @@ static void test_bdat_limits(void **state)
     char *big = str_repeat('q', 6000);
     char *longline = str_repeat('l', 1200);
     struct buf in = BUF_INIT;
-    buf_printf(&in, "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\n"
-                    "BDAT 6000\r\n%sBDAT 6000 LAST\r\n%s",
+    buf_printf(&in,
+               "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\n"
+               "BDAT 6000\r\n%sBDAT 6000 LAST\r\n%s",
                big, big);
-    buf_printf(&in, "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\n"
-                    "BDAT 1200\r\n%sBDAT 2 LAST\r\n\r\n",
+    buf_printf(&in,
+               "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\n"
+               "BDAT 1200\r\n%sBDAT 2 LAST\r\n\r\n",
                longline);
     buf_printf(&in, "NOOP\r\n");
     for (size_t step = 0; step <= 1; step++) {
@@ -878,8 +870,9 @@ static void test_bdat_limits(void **state)
 static void test_starttls(void **state)
 {
     struct conv *c = conv_new();
-    conv_feed(c, "EHLO x\r\nMAIL FROM:<a@example.net>\r\nSTARTTLS\r\nRSET\r\nSTARTTLS now\r\n"
-                 "STARTTLS\r\nMAIL FROM:<injected@example.net>\r\nRCPT TO:<injected@example.org>\r\n");
+    conv_feed(c,
+              "EHLO x\r\nMAIL FROM:<a@example.net>\r\nSTARTTLS\r\nRSET\r\nSTARTTLS now\r\n"
+              "STARTTLS\r\nMAIL FROM:<injected@example.net>\r\nRCPT TO:<injected@example.org>\r\n");
     assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL
                         "503 5.5.1 Error: MAIL transaction in progress\r\n"
                         "250 2.0.0 Ok\r\n"
@@ -892,9 +885,9 @@ static void test_starttls(void **state)
     buf_reset(&c->out);
     conv_feed(c, "MAIL FROM:<a@example.net>\r\nEHLO y\r\nSTARTTLS\r\n"
                  "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\nhi\r\n.\r\n");
-    assert_string_equal(conv_out(c), "503 5.5.1 Error: send HELO/EHLO first\r\n" EHLO_NOTLS
-                                     "503 5.5.1 Error: TLS already active\r\n" OK_MAIL OK_RCPT
-                                         GO_DATA QUEUED(2));
+    assert_string_equal(
+        conv_out(c), "503 5.5.1 Error: send HELO/EHLO first\r\n" EHLO_NOTLS
+                     "503 5.5.1 Error: TLS already active\r\n" OK_MAIL OK_RCPT GO_DATA QUEUED(2));
     assert_non_null(strstr(conv_log(c), "helo=y ip=192.0.2.7 from=<a@example.net> proto=ESMTPS "
                                         "tls=TLSv1.3/TLS_AES_128_GCM_SHA256"));
     conv_free(c);
@@ -915,7 +908,8 @@ static void test_starttls_pending_input_dropped(void **state)
                      SMTP_SESSION_CONTINUE);
     assert_null(smtp_session_request(c->s));
     conv_feed(c, "EHLO x\r\n");
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS "220 2.0.0 Ready to start TLS\r\n" EHLO_NOTLS);
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS "220 2.0.0 Ready to start TLS\r\n" EHLO_NOTLS);
     conv_free(c);
 
     /* A failed handshake closes. */
@@ -966,9 +960,10 @@ static void test_pending_input_buffered(void **state)
     assert_int_equal(r->data_len, 7);
     assert_memory_equal(r->data, "hello\r\n", 7);
     c->st = smtp_session_deliver_done(c->s, SMTP_DELIVER_OK, &c->out);
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT
-                        "550 5.1.1 <c@example.org>: Recipient address rejected: User unknown\r\n"
-                        GO_DATA QUEUED(1));
+    assert_string_equal(
+        conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT
+        "550 5.1.1 <c@example.org>: Recipient address rejected: User unknown\r\n" GO_DATA QUEUED(
+            1));
     conv_free(c);
 }
 
@@ -986,8 +981,7 @@ static void test_pending_overflow(void **state)
     assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL
                         "421 4.7.0 " HOST " Error: too much pipelined input\r\n");
     /* The request may still be answered; nothing more is written. */
-    assert_int_equal(smtp_session_rcpt_done(c->s, SMTP_RCPT_OK, NULL, &c->out),
-                     SMTP_SESSION_CLOSE);
+    assert_int_equal(smtp_session_rcpt_done(c->s, SMTP_RCPT_OK, NULL, &c->out), SMTP_SESSION_CLOSE);
     assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL
                         "421 4.7.0 " HOST " Error: too much pipelined input\r\n");
     free(chunk);
@@ -1005,11 +999,12 @@ static void test_deliver_results(void **state)
     c->deliver = SMTP_DELIVER_OK;
     conv_feed(c, "RCPT TO:<b@example.org>\r\n"
                  "MAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nDATA\r\n.\r\n");
-    assert_string_equal(conv_out(c), GREETING "250 " HOST "\r\n" OK_MAIL OK_RCPT GO_DATA
-                        "451 4.3.0 Error: local delivery failed, try again later\r\n" OK_MAIL
-                            OK_RCPT GO_DATA "554 5.3.0 Error: message not accepted\r\n"
-                        "503 5.5.1 Error: need MAIL command\r\n" OK_MAIL OK_RCPT GO_DATA
-                            QUEUED(3));
+    assert_string_equal(
+        conv_out(c), GREETING
+        "250 " HOST "\r\n" OK_MAIL OK_RCPT GO_DATA
+        "451 4.3.0 Error: local delivery failed, try again later\r\n" OK_MAIL OK_RCPT GO_DATA
+        "554 5.3.0 Error: message not accepted\r\n"
+        "503 5.5.1 Error: need MAIL command\r\n" OK_MAIL OK_RCPT GO_DATA QUEUED(3));
     assert_non_null(strstr(conv_log(c), "DELIVER id=s1.1 helo=x ip=192.0.2.7 "
                                         "from=<a@example.net> proto=SMTP"));
     conv_free(c);
@@ -1021,10 +1016,11 @@ static void test_rset_and_ehlo_reset(void **state)
     conv_feed(c, "EHLO x\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<b@example.org>\r\nRSET\r\n"
                  "RCPT TO:<b@example.org>\r\nMAIL FROM:<a@example.net>\r\nEHLO y\r\nDATA\r\n"
                  "RSET\r\n");
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT "250 2.0.0 Ok\r\n"
-                                                                       "503 5.5.1 Error: need MAIL command\r\n" OK_MAIL EHLO_TLS
-                                                                       "503 5.5.1 Error: need MAIL command\r\n"
-                                                                       "250 2.0.0 Ok\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL OK_RCPT
+                        "250 2.0.0 Ok\r\n"
+                        "503 5.5.1 Error: need MAIL command\r\n" OK_MAIL EHLO_TLS
+                        "503 5.5.1 Error: need MAIL command\r\n"
+                        "250 2.0.0 Ok\r\n");
     assert_string_equal(smtp_session_state_name(c->s), "ready");
     conv_free(c);
 }
@@ -1063,8 +1059,8 @@ static void test_timeout_and_shutdown(void **state)
     assert_int_equal(smtp_session_timeout(c->s, &c->out), SMTP_SESSION_CLOSE);
     assert_int_equal(smtp_session_shutdown(c->s, &c->out), SMTP_SESSION_CLOSE);
     assert_int_equal(smtp_session_feed(c->s, "NOOP\r\n", 6, &c->out), SMTP_SESSION_CLOSE);
-    assert_string_equal(conv_out(c), GREETING EHLO_TLS "421 4.4.2 " HOST
-                                                      " Error: timeout exceeded\r\n");
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS "421 4.4.2 " HOST " Error: timeout exceeded\r\n");
     conv_free(c);
 
     c = conv_new();

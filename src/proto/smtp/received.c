@@ -25,14 +25,13 @@ void smtp_date_format(char *out, size_t n, time_t t)
     struct tm tm;
     if (n == 0)
         return;
-    if (!gmtime_r(&t, &tm) || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 ||
-        tm.tm_mon > 11 || tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
+    if (!gmtime_r(&t, &tm) || tm.tm_wday < 0 || tm.tm_wday > 6 || tm.tm_mon < 0 || tm.tm_mon > 11 ||
+        tm.tm_year < -1900 || tm.tm_year > 9999 - 1900) {
         time_t zero = 0;
         gmtime_r(&zero, &tm);
     }
-    snprintf(out, n, "%s, %02d %s %04d %02d:%02d:%02d +0000", received_days[tm.tm_wday],
-             tm.tm_mday, received_months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-             tm.tm_sec);
+    snprintf(out, n, "%s, %02d %s %04d %02d:%02d:%02d +0000", received_days[tm.tm_wday], tm.tm_mday,
+             received_months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
 }
 
 /* Append s with every octet that is not visible ASCII, or that would end

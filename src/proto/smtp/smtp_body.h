@@ -41,15 +41,15 @@ enum smtp_body_state {
 
 struct smtp_body {
     enum smtp_body_state state;
-    bool dot_mode;      /* DATA: transparency and end detection */
-    size_t max_line;    /* octets incl. CRLF */
-    size_t max_size;    /* stored octets */
-    size_t line_len;    /* octets of the current line so far */
-    size_t size;        /* octets stored */
-    struct buf *msg;    /* where the message goes; owned by the caller */
+    bool dot_mode;   /* DATA: transparency and end detection */
+    size_t max_line; /* octets incl. CRLF */
+    size_t max_size; /* stored octets */
+    size_t line_len; /* octets of the current line so far */
+    size_t size;     /* octets stored */
+    struct buf *msg; /* where the message goes; owned by the caller */
     bool line_too_long;
     bool too_big;
-    bool oom;           /* an append failed; nothing more is stored */
+    bool oom; /* an append failed; nothing more is stored */
 };
 
 /* Start a body. msg is reset. */

@@ -82,6 +82,7 @@ enum smtp_state {
     SMTP_STATE_CLOSED,       /* QUIT or 421 written; nothing more is read */
 };
 
+/* clang-format off */
 static const char *const smtp_state_names[] = {
     [SMTP_STATE_INIT] = "init",
     [SMTP_STATE_GREETED] = "greeted",
@@ -96,6 +97,7 @@ static const char *const smtp_state_names[] = {
     [SMTP_STATE_WAIT_TLS] = "wait-tls",
     [SMTP_STATE_CLOSED] = "closed",
 };
+/* clang-format on */
 
 enum smtp_helo_kind {
     SMTP_HELO_NONE,
@@ -139,8 +141,8 @@ struct smtp_session {
     uint64_t bdat_left;
     uint64_t bdat_size;
     bool bdat_last;
-    bool bdat_skip;               /* refused: consume without storing */
-    enum smtp_state bdat_back;    /* state after a skipped chunk */
+    bool bdat_skip;            /* refused: consume without storing */
+    enum smtp_state bdat_back; /* state after a skipped chunk */
 
     /* The pending request. */
     struct smtp_request req;
@@ -276,7 +278,7 @@ static bool check_any(struct smtp_session *s)
     return true;
 }
 
-/* 503 for a command that needs a transaction at `need`. */
+/* The 503 for a command that came before the commands it needs. */
 static void check_sequence_error(struct smtp_session *s)
 {
     if (s->state == SMTP_STATE_INIT || s->state == SMTP_STATE_GREETED)
@@ -412,8 +414,10 @@ static void cmd_quit(struct smtp_session *s, char *arg)
 
 static void cmd_help(struct smtp_session *s, char *arg)
 {
-    session_reply(s, "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP "
-                     "VRFY%s", s->cfg->starttls_available ? " STARTTLS" : "");
+    session_reply(s,
+                  "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP "
+                  "VRFY%s",
+                  s->cfg->starttls_available ? " STARTTLS" : "");
 }
 
 static void cmd_vrfy(struct smtp_session *s, char *arg)
@@ -502,8 +506,8 @@ static bool mail_param_size(struct smtp_session *s, const char *v, size_t vlen)
 }
 
 /* One esmtp-param of MAIL (RFC 5321 4.1.2). true when fine. */
-static bool mail_param(struct smtp_session *s, struct mail_params *mp, const char *kw,
-                       size_t kwlen, const char *v, size_t vlen)
+static bool mail_param(struct smtp_session *s, struct mail_params *mp, const char *kw, size_t kwlen,
+                       const char *v, size_t vlen)
 {
     if (kwlen == 4 && strncasecmp(kw, "SIZE", 4) == 0) {
         if (mp->size_seen) {
@@ -638,8 +642,8 @@ static void cmd_mail(struct smtp_session *s, char *arg)
 static bool rcpt_check(struct smtp_session *s, const char *p, struct smtp_path *path)
 {
     const char *end = NULL;
-    enum smtp_addr_status st = smtp_path_parse(p, SMTP_PATH_UTF8 | SMTP_PATH_POSTMASTER_OK, path,
-                                               &end);
+    enum smtp_addr_status st =
+        smtp_path_parse(p, SMTP_PATH_UTF8 | SMTP_PATH_POSTMASTER_OK, path, &end);
     if ((st == SMTP_ADDR_SYNTAX && *p != '<') ||
         (st == SMTP_ADDR_OK && *end != '\0' && *end != ' ')) {
         session_error(s, "501 5.5.4 Syntax: RCPT TO:<address>");
@@ -828,8 +832,8 @@ static void message_end(struct smtp_session *s)
         .data = buf_ptr(&s->msg),
         .data_len = buf_size(&s->msg),
     };
-    log_debug("smtp", "event=message_complete id=%s txn=%s size=%zu rcpts=%zu", s->id,
-              s->txn_id, buf_size(&s->msg), s->nrcpts);
+    log_debug("smtp", "event=message_complete id=%s txn=%s size=%zu rcpts=%zu", s->id, s->txn_id,
+              buf_size(&s->msg), s->nrcpts);
     session_set_state(s, SMTP_STATE_WAIT_DELIVER);
 }
 
@@ -856,26 +860,19 @@ static void bdat_chunk_end(struct smtp_session *s)
 
 struct smtp_command {
     const char *name;
-    bool (*check)(struct smtp_session *s);         /* allowed in this state? else replies */
+    bool (*check)(struct smtp_session *s);              /* allowed in this state? else replies */
     void (*proceed)(struct smtp_session *s, char *arg); /* arg: after the verb, trimmed */
 };
 
 /* BDAT checks its state itself: a refused chunk must still be consumed. */
 static const struct smtp_command smtp_commands[] = {
-    {"EHLO", check_any, cmd_ehlo},
-    {"HELO", check_any, cmd_helo},
-    {"MAIL", check_mail, cmd_mail},
-    {"RCPT", check_rcpt, cmd_rcpt},
-    {"DATA", check_data, cmd_data},
-    {"BDAT", check_any, cmd_bdat},
-    {"RSET", check_any, cmd_rset},
-    {"NOOP", check_any, cmd_noop},
-    {"QUIT", check_any, cmd_quit},
-    {"HELP", check_any, cmd_help},
-    {"VRFY", check_any, cmd_vrfy},
-    {"EXPN", check_any, cmd_expn},
-    {"TURN", check_any, cmd_turn},
-    {"STARTTLS", check_starttls, cmd_starttls},
+    {"EHLO", check_any, cmd_ehlo},  {"HELO", check_any, cmd_helo},
+    {"MAIL", check_mail, cmd_mail}, {"RCPT", check_rcpt, cmd_rcpt},
+    {"DATA", check_data, cmd_data}, {"BDAT", check_any, cmd_bdat},
+    {"RSET", check_any, cmd_rset},  {"NOOP", check_any, cmd_noop},
+    {"QUIT", check_any, cmd_quit},  {"HELP", check_any, cmd_help},
+    {"VRFY", check_any, cmd_vrfy},  {"EXPN", check_any, cmd_expn},
+    {"TURN", check_any, cmd_turn},  {"STARTTLS", check_starttls, cmd_starttls},
 };
 
 static void session_command(struct smtp_session *s, char *line, size_t len)
@@ -1009,8 +1006,8 @@ static size_t limit_or(size_t v, size_t dflt)
     return v ? v : dflt;
 }
 
-struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
-                                      const char *client_ip, const char *session_id)
+struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg, const char *client_ip,
+                                      const char *session_id)
 {
     struct smtp_session *s = calloc(1, sizeof(*s));
     if (!s)
@@ -1019,8 +1016,7 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg,
     s->lim.max_command_line = limit_or(cfg->limits.max_command_line, SMTP_DEFAULT_COMMAND_LINE);
     s->lim.max_text_line = limit_or(cfg->limits.max_text_line, SMTP_DEFAULT_TEXT_LINE);
     s->lim.max_message_size = limit_or(cfg->limits.max_message_size, SMTP_DEFAULT_MESSAGE_SIZE);
-    s->lim.max_recipients = (unsigned)limit_or(cfg->limits.max_recipients,
-                                               SMTP_DEFAULT_RECIPIENTS);
+    s->lim.max_recipients = (unsigned)limit_or(cfg->limits.max_recipients, SMTP_DEFAULT_RECIPIENTS);
     s->lim.max_errors = (unsigned)limit_or(cfg->limits.max_errors, SMTP_DEFAULT_ERRORS);
     s->client_ip = strdup(client_ip ? client_ip : "");
     s->id = strdup(session_id ? session_id : "");
@@ -1156,9 +1152,8 @@ enum smtp_session_status smtp_session_deliver_done(struct smtp_session *s,
     return session_finish(s);
 }
 
-enum smtp_session_status smtp_session_tls_done(struct smtp_session *s, bool ok,
-                                               const char *version, const char *cipher,
-                                               struct buf *out)
+enum smtp_session_status smtp_session_tls_done(struct smtp_session *s, bool ok, const char *version,
+                                               const char *cipher, struct buf *out)
 {
     if (s->req.type != SMTP_REQ_STARTTLS)
         return session_status(s);
