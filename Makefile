@@ -17,7 +17,8 @@ INCS     := -Isrc
 
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev \
             libunbound-dev libinih-dev libcmocka-dev python3 python3-pytest swaks curl \
-            openssl sqlite3 clang libclang-rt-14-dev
+            openssl sqlite3 clang libclang-rt-14-dev passwd \
+            libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libauthen-sasl-perl
 DEPS_STAMP := build/.deps-ok
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path src/main.c))
