@@ -7,8 +7,13 @@
 #   3. Postfix: a private instance (own config, queue and data directories in the
 #      scratch folder) on 127.0.0.1, virtual Maildir delivery of u@bench.test;
 #   4. the same smtp-source load against each, one server at a time;
-#   5. prints messages/s accepted and on disk for both, and the ratios;
+#   5. prints messages/s accepted and on disk for both, the CPU seconds each
+#      server used (each runs in a cgroup of its own), and the ratios;
 #   6. stops both servers and removes the scratch folder, even on failure.
+#
+# Run as root (make bench-smtp). Besides the Postfix package it leaves two system
+# users behind: "correio" (made by `correio init`) and "benchu" (owns Postfix's
+# scratch Maildir).
 #
 # Environment:
 #   BENCH_MESSAGES (5000)   messages per server
@@ -116,6 +121,7 @@ cleanup() {
             fi
         done
     fi
+    for cg in "${CGROUPS[@]}"; do rmdir "$cg" 2>/dev/null || true; done
     if [ "$KEEP" = 1 ]; then
         echo "bench: kept $W" >&2
     else
@@ -163,6 +169,37 @@ wait_banner() {
     return 1
 }
 
+# CPU accounting: each server and all its processes (Postfix: master and every
+# daemon it spawns) run in a cgroup of their own, so the CPU seconds a server
+# spent on the load can be read whatever else runs on the machine.
+# cgroup v1 (cpuacct.usage, ns) or v2 (cpu.stat usage_usec); "n/a" without either.
+CG_V1=/sys/fs/cgroup/cpuacct
+CG_V2=/sys/fs/cgroup
+CGROUPS=()
+cg_make() {   # cg_make NAME -> prints the cgroup folder, or nothing
+    local d=""
+    if [ -w "$CG_V1" ] && [ -f "$CG_V1/cpuacct.usage" ]; then
+        d=$CG_V1/correio-bench-$$-$1
+    elif [ -w "$CG_V2" ] && [ -f "$CG_V2/cgroup.controllers" ]; then
+        d=$CG_V2/correio-bench-$$-$1
+    fi
+    if [ -n "$d" ] && mkdir "$d" 2>/dev/null; then printf '%s' "$d"; fi
+}
+cg_join() {   # cg_join CGROUP PID
+    if [ -n "$1" ]; then { echo "$2" >"$1/cgroup.procs"; } 2>/dev/null || true; fi
+}
+cg_usage() {  # cg_usage CGROUP -> CPU seconds used so far, or n/a
+    if [ -n "$1" ] && [ -f "$1/cpuacct.usage" ]; then
+        awk '{ printf "%.3f", $1 / 1e9 }' "$1/cpuacct.usage"
+    elif [ -n "$1" ] && [ -f "$1/cpu.stat" ]; then
+        awk '$1 == "usage_usec" { printf "%.3f", $2 / 1e6 }' "$1/cpu.stat"
+    else
+        printf 'n/a'
+    fi
+}
+cpu_delta() { [[ $1 == n/a || $2 == n/a ]] && { printf 'n/a'; return; }
+              awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
+
 # Count regular files directly in a folder.
 count_files() { { find "$1" -mindepth 1 -maxdepth 1 -type f 2>/dev/null || true; } | wc -l; }
 
@@ -178,10 +215,22 @@ wait_files() {
     done
 }
 
-# Run the load against port $1, its output to $2; sets LOAD_T0 and LOAD_T1.
+# Percent of all CPUs busy (not idle, not iowait) over one second.
+cpu_busy() {
+    local a b
+    read -r -a a < <(grep '^cpu ' /proc/stat)
+    sleep 1
+    read -r -a b < <(grep '^cpu ' /proc/stat)
+    awk -v u="$(( b[1] + b[2] + b[3] + b[6] + b[7] + b[8] - a[1] - a[2] - a[3] - a[6] - a[7] - a[8] ))" \
+        -v i="$(( b[4] + b[5] - a[4] - a[5] ))" 'BEGIN { printf "%.0f%%", (u + i > 0 ? 100 * u / (u + i) : 0) }'
+}
+
+# Run the load against port $1, its output to $2; sets LOAD_T0, LOAD_T1 and
+# LOAD_BUSY (the CPU use by other work in the second before).
 load() {
     local port=$1 log=$2 t0 t1 rc=0
     sync
+    LOAD_BUSY=$(cpu_busy)
     local cmd=(/usr/sbin/smtp-source -4 -s "$S" -m "$N" -l "$L" -M "$HELO" -f "$SENDER" -t "$RCPT"
                "127.0.0.1:$port")
     CMDS+=("${cmd[*]}")
@@ -202,7 +251,6 @@ rate() { awk -v n="$N" -v t="$1" 'BEGIN { printf "%.1f", (t > 0 ? n / t : 0) }';
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", b - a }'; }
 
 want() { [[ " $SERVERS " == *" $1 "* ]]; }
-LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 
 say "== correio-bench in $W ($fstype): $N messages of $L bytes over $S sessions; servers: $SERVERS"
 
@@ -221,16 +269,21 @@ bench_correio() {
     say "+ ${CMDS[-1]}"
     "$CORREIO" -c "$cc" serve 2>"$W/logs/correio.log" 3>&- &
     CPID=$!
+    C_CG=$(cg_make correio)
+    [ -z "$C_CG" ] || CGROUPS+=("$C_CG")
+    cg_join "$C_CG" "$CPID"
     # event=ready is logged at level info, which log_level=warn hides: the
     # first 220 on the port is what says the server is up.
     wait_banner "$CPORT" "$CPID" || die "correio did not start on 127.0.0.1:$CPORT"
 
     say "== correio on 127.0.0.1:$CPORT"
+    cpu0=$(cg_usage "$C_CG")
     load "$CPORT" "$W/logs/smtp-source-correio.log" || die "smtp-source against correio failed"
-    C_T0=$LOAD_T0 C_T1=$LOAD_T1
+    C_T0=$LOAD_T0 C_T1=$LOAD_T1 C_BUSY=$LOAD_BUSY
     cmsg=$W/correio/data/mail/$DOMAIN/u/msg
     C_T2=$(wait_files "$cmsg") ||
         die "correio: $(cat "$W/logs/last-count") of $N message files in $cmsg after ${DISK_TIMEOUT}s"
+    C_CPU=$(cpu_delta "$cpu0" "$(cg_usage "$C_CG")")
     kill -0 "$CPID" 2>/dev/null || die "correio exited during the run"
     C_FILES=$(count_files "$cmsg")
     C_ROWS=$(sqlite3 "$W/correio/data/mail/$DOMAIN/u/index.sqlite" \
@@ -303,17 +356,23 @@ EOF
     CMDS+=("postfix -c $PC start")
     say "+ ${CMDS[-1]}"
     PF_STARTED=1
-    postfix -c "$PC" start >"$W/logs/postfix-start.log" 2>&1 3>&- \
+    P_CG=$(cg_make postfix)
+    [ -z "$P_CG" ] || CGROUPS+=("$P_CG")
+    # The subshell joins the cgroup, then becomes `postfix start`: master and
+    # every daemon it spawns are counted.
+    (cg_join "$P_CG" "$BASHPID"; exec postfix -c "$PC" start) >"$W/logs/postfix-start.log" 2>&1 3>&- \
         || { cat "$W/logs/postfix-start.log" >&2; die "postfix start failed"; }
     wait_banner "$PPORT" || die "Postfix did not answer on 127.0.0.1:$PPORT"
     postfix -c "$PC" status >/dev/null 2>&1 || die "postfix status: master not running"
 
     say "== Postfix on 127.0.0.1:$PPORT"
+    cpu0=$(cg_usage "$P_CG")
     load "$PPORT" "$W/logs/smtp-source-postfix.log" || die "smtp-source against Postfix failed"
-    P_T0=$LOAD_T0 P_T1=$LOAD_T1
+    P_T0=$LOAD_T0 P_T1=$LOAD_T1 P_BUSY=$LOAD_BUSY
     pnew=$W/vmail/$DOMAIN/u/new
     P_T2=$(wait_files "$pnew") ||
         die "Postfix: $(cat "$W/logs/last-count") of $N messages in $pnew after ${DISK_TIMEOUT}s"
+    P_CPU=$(cpu_delta "$cpu0" "$(cg_usage "$P_CG")")
     P_FILES=$(count_files "$pnew")
     CMDS+=("postfix -c $PC stop")
     postfix -c "$PC" stop >/dev/null 2>&1 || die "postfix stop failed"
@@ -328,7 +387,7 @@ if want postfix; then bench_postfix; fi
 
 # --- 5. report --------------------------------------------------------------------------------------
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0 ? a / b : 0) }'; }
-row() { printf '%-16s %10s %10s %15s %15s\n' "$@"; }
+row() { printf '%-16s %9s %10s %15s %14s %11s\n' "$@"; }
 
 say ""
 say "== SMTP ingestion: $N messages, $L-byte payload, $S parallel sessions, one connection per message"
@@ -336,35 +395,45 @@ say "date:     $(date -u +%Y-%m-%dT%H:%M:%SZ)"
 say "machine:  $(nproc) CPUs ($(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//')), $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo) RAM"
 say "kernel:   $(uname -srm); scratch folder on $fstype ($(df -P "$W" | awk 'NR==2 {print $1}'))"
 rev=$(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo '?')
-if [ -n "$(git -C "$ROOT" status --porcelain --untracked-files=no -- src 2>/dev/null)" ]; then
+if [ -n "$(git -C "$ROOT" status --porcelain -- src 2>/dev/null)" ]; then
     rev+=" + uncommitted changes in src/"
 fi
-say "versions: $("$CORREIO" --version 2>/dev/null || echo 'correio ?') (tree $rev), Postfix $(postconf -d -h mail_version 2>/dev/null)"
-say "load avg: $LOAD_BEFORE at the start, $(cut -d' ' -f1-3 /proc/loadavg) at the end (1, 5, 15 min;"
-say "          other work on the machine during the run skews the figures)"
+if want correio; then
+    say "correio:  $("$CORREIO" --version 2>/dev/null || echo '?'), binary built $(date -u -r "$CORREIO" +%Y-%m-%dT%H:%M:%SZ), sha256 $(sha256sum "$CORREIO" | cut -c1-12); work tree now: HEAD $rev"
+fi
+say "Postfix:  $(postconf -d -h mail_version 2>/dev/null)"
+busy=""
+want correio && busy+="${C_BUSY} before correio's load"
+want correio && want postfix && busy+=", "
+want postfix && busy+="${P_BUSY} before Postfix's load"
+say "CPU busy: $busy (other work on the machine skews the figures)"
 say ""
-row server "accept s" "on disk s" "accepted msg/s" "on disk msg/s"
+row server "accept s" "on disk s" "accepted msg/s" "on disk msg/s" "server CPU s"
 fail=""
 if want correio; then
     ca=$(secs "$C_T0" "$C_T1") cd=$(secs "$C_T0" "$C_T2")
     rca=$(rate "$ca") rcd=$(rate "$cd")
-    row correio "$ca" "$cd" "$rca" "$rcd"
+    row correio "$ca" "$cd" "$rca" "$rcd" "$C_CPU"
     [ "$C_FILES" -eq "$N" ] || fail+=" correio has $C_FILES message files, expected $N;"
     [ "$C_ROWS" = "$N" ] || fail+=" correio's index has $C_ROWS rows, expected $N;"
 fi
 if want postfix; then
     pa=$(secs "$P_T0" "$P_T1") pd=$(secs "$P_T0" "$P_T2")
     rpa=$(rate "$pa") rpd=$(rate "$pd")
-    row postfix "$pa" "$pd" "$rpa" "$rpd"
+    row postfix "$pa" "$pd" "$rpa" "$rpd" "$P_CPU"
     [ "$P_FILES" -eq "$N" ] || fail+=" Postfix has $P_FILES Maildir files, expected $N;"
 fi
 if want correio && want postfix; then
-    row "correio/postfix" "" "" "$(ratio "$rca" "$rpa")" "$(ratio "$rcd" "$rpd")"
+    cr=n/a
+    [[ $C_CPU == n/a || $P_CPU == n/a ]] || cr=$(ratio "$C_CPU" "$P_CPU")
+    row "correio/postfix" "" "" "$(ratio "$rca" "$rpa")" "$(ratio "$rcd" "$rpd")" "$cr"
 fi
 say ""
 say "accepted: $N / wall time of smtp-source (it ends after the last 250 to DATA)."
 say "on disk:  $N / time from smtp-source's start until all $N messages are files in the"
 say "          mailbox (correio: data/mail/$DOMAIN/u/msg/; Postfix: Maildir new/), polled every 0.1 s."
+say "server CPU s: CPU seconds (user + system) of the server's processes over the same"
+say "          span, from its own cgroup: unlike the rates, not skewed by other work on the machine."
 if want correio; then
     say "checks:   correio: $C_FILES message files, $C_ROWS index rows, $C_PROBLEMS warn/error log lines"
 fi

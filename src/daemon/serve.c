@@ -104,7 +104,7 @@ static void daemon_stop_cb(evutil_socket_t sig, short what, void *arg)
     if (d->stopping)
         return;
     d->stopping = true;
-    log_info("daemon", "event=stopping signal=%d open_connections=%u", (int)sig, d->nconns);
+    log_notice("daemon", "event=stopping signal=%d open_connections=%u", (int)sig, d->nconns);
     daemon_close_listeners(d);
     smtp_conn_shutdown_all(d);
     if (d->nconns == 0) {
@@ -259,10 +259,10 @@ int daemon_serve(const char *config_path)
     snprintf(d->config_path, sizeof(d->config_path), "%s", config_path);
     int rc = daemon_start(d);
     if (rc == 0) {
-        log_info("daemon", "event=ready hostname=%s data_dir=%s tls=%s pid=%d", d->cfg.hostname,
+        log_notice("daemon", "event=ready hostname=%s data_dir=%s tls=%s pid=%d", d->cfg.hostname,
                  d->cfg.data_dir, d->tls_ctx ? "yes" : "no", (int)getpid());
         event_base_dispatch(d->base);
-        log_info("daemon", "event=stopped");
+        log_notice("daemon", "event=stopped");
     }
     daemon_cleanup(d);
     free(d);

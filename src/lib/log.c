@@ -7,7 +7,7 @@
 #include <time.h>
 
 static enum log_level log_min = LOG_INFO;
-static const char *const level_names[] = {"debug", "info", "warn", "error"};
+static const char *const level_names[] = {"debug", "info", "warn", "error", "notice"};
 
 void log_set_level(enum log_level level)
 {
@@ -24,7 +24,7 @@ int log_level_parse(const char *s)
 
 void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 {
-    if (level < log_min)
+    if (level < log_min && level != LOG_NOTICE)
         return;
     char line[4096];
     struct timeval tv;

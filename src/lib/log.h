@@ -11,7 +11,8 @@
 
 #include <stddef.h>
 
-enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR };
+/* LOG_NOTICE lines (start, ready, stop) are printed whatever the level. */
+enum log_level { LOG_DEBUG, LOG_INFO, LOG_WARN, LOG_ERROR, LOG_NOTICE };
 
 void log_set_level(enum log_level level);
 /* Parse "debug", "info", "warn", "error"; -1 when unknown. */
@@ -23,6 +24,7 @@ void log_msg(enum log_level level, const char *module, const char *fmt, ...)
 #define log_info(m, ...) log_msg(LOG_INFO, m, __VA_ARGS__)
 #define log_warn(m, ...) log_msg(LOG_WARN, m, __VA_ARGS__)
 #define log_error(m, ...) log_msg(LOG_ERROR, m, __VA_ARGS__)
+#define log_notice(m, ...) log_msg(LOG_NOTICE, m, __VA_ARGS__)
 
 /* Write s as a log value into out (size n): bare when it has no space,
  * quote, backslash or control character, otherwise in double quotes with
