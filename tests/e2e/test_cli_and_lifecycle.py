@@ -364,7 +364,7 @@ def test_log_lines_are_key_value(make_server):
     srv = make_server(accounts=(ALICE,))
     deliver(srv, ALICE, token())
     srv.stop()
-    line_re = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warn|error) [a-z_]+ "
+    line_re = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z (debug|info|warn|error|notice) [a-z_]+ "
                          r"event=[a-z_]+( [a-z_]+=(\"([^\"\\]|\\.)*\"|\S*))*$")
     events = []
     for line in srv.log_text().splitlines():
