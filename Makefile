@@ -63,15 +63,18 @@ FUZZ_OBJ := $(LIB_SRC:%.c=$(FUZZ_DIR)/%.o)
 
 $(REL_DIR)/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	@echo "  CC      $<"
+	@$(CC) $(REL_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(ASAN_DIR)/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	@echo "  CC asan $<"
+	@$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(FUZZ_DIR)/%.o: %.c $(HDRS) | $(DEPS_STAMP)
 	@mkdir -p $(dir $@)
-	clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
+	@echo "  CC fuzz $<"
+	@clang $(FUZZ_CFLAGS) $(PKG_CFLAGS) -c $< -o $@
 
 $(REL_DIR)/libcorreio.a: $(REL_OBJ)
 	rm -f $@ && ar rcs $@ $^
@@ -90,7 +93,8 @@ $(ASAN_DIR)/correio: $(ASAN_DIR)/src/main.o $(ASAN_DIR)/libcorreio.a
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(ASAN_DIR)/tests/%)
 $(ASAN_DIR)/tests/%: tests/unit/%.c tests/unit/testutil.h $(ASAN_DIR)/libcorreio.a
 	@mkdir -p $(dir $@)
-	$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(ASAN_DIR)/libcorreio.a $(PKG_LIBS) -lcmocka
+	@echo "  TEST    $<"
+	@$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(ASAN_DIR)/libcorreio.a $(PKG_LIBS) -lcmocka
 
 unit: $(UNIT_BIN)
 	@set -e; for t in $(UNIT_BIN); do echo "== $$t"; $$t; done
@@ -128,7 +132,8 @@ fuzz: $(FUZZ_BIN)
 # --- run -----------------------------------------------------------------------------
 run: build/correio
 	@if [ ! -d var ]; then \
-	    ./build/correio init ./var --domain localhost --port-offset 10000 && \
+	    ./build/correio init ./var --domain localhost --port-offset 10000 \
+	        --set smtp.postmaster=user@localhost && \
 	    pw=$$(head -c 12 /dev/urandom | base64 | tr -d '/+=' ) && \
 	    printf '%s\n' "$$pw" | ./build/correio -c var/correio.conf user add user@localhost --password-stdin && \
 	    echo "account: user@localhost  password: $$pw  (shown once)"; \

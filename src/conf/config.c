@@ -60,6 +60,8 @@ static const struct cfg_key cfg_keys[] = {
     NUM("smtp", "max_connections_per_ip", CFG_UINT, smtp_max_connections_per_ip, "50",
         "SMTP connections at once from one client address"),
     NUM("smtp", "expn", CFG_BOOL, smtp_expn, "no", "answer EXPN instead of 502"),
+    STR("smtp", "postmaster", smtp_postmaster, "",
+        "account that gets postmaster@ mail of every local domain without its own (RFC 5321 4.5.1)"),
 };
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 

@@ -37,6 +37,7 @@ struct config {
     unsigned smtp_max_connections;
     unsigned smtp_max_connections_per_ip;
     bool smtp_expn;
+    char smtp_postmaster[320];
 };
 
 /* Set every key to its default. */

@@ -13,6 +13,7 @@
 #include <openssl/ssl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -238,6 +239,15 @@ static enum smtp_session_status conn_lookup_rcpt(struct smtp_conn *c, const char
 {
     char account[320];
     enum store_lookup r = store_account_lookup(c->d->store, rcpt, account, sizeof(account), NULL, 0);
+    /* RFC 5321 4.5.1: postmaster must be accepted for every local domain;
+     * without an account of that name it goes to smtp.postmaster. */
+    const char *at = strrchr(rcpt, '@');
+    size_t local_len = at ? (size_t)(at - rcpt) : strlen(rcpt);
+    if (r != STORE_LOOKUP_FOUND && r != STORE_LOOKUP_ERROR && (at ? r == STORE_LOOKUP_NO_USER : 1) &&
+        local_len == 10 && strncasecmp(rcpt, "postmaster", 10) == 0 &&
+        c->d->cfg.smtp_postmaster[0] != '\0')
+        r = store_account_lookup(c->d->store, c->d->cfg.smtp_postmaster, account, sizeof(account),
+                                 NULL, 0);
     char q[400];
     log_debug("smtp", "event=rcpt id=%s rcpt=%s lookup=%d", c->id, log_quote(q, sizeof(q), rcpt),
               (int)r);

@@ -134,6 +134,21 @@ class Server:
         for a in accounts:
             self.add_user(a)
 
+    def set_conf(self, section, key, value):
+        """Set section.key in correio.conf (the file init wrote)."""
+        lines = open(self.conf).read().split("\n")
+        cur, done = None, False
+        for i, line in enumerate(lines):
+            st = line.strip()
+            if st.startswith("[") and st.endswith("]"):
+                cur = st[1:-1]
+            elif cur == section and st.split("=")[0].strip() == key:
+                lines[i] = "%s = %s" % (key, value)
+                done = True
+        assert done, "no %s.%s in %s" % (section, key, self.conf)
+        with open(self.conf, "w") as f:
+            f.write("\n".join(lines))
+
     # -- CLI --
     def cli(self, *args, input=None, timeout=60):
         return run_cli(*args, conf=self.conf, input=input, timeout=timeout)
