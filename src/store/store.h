@@ -79,6 +79,11 @@ struct store_delivery {
     const struct iovec *iov;  /* the message: concatenation of iov[0..iovcnt) */
     int iovcnt;
     time_t internal_date;
+    /* Optional (zero/NULL for plain delivery): APPEND sets these. */
+    uint32_t flags;           /* STORE_FLAG_* */
+    const char *keywords;     /* space-separated IMAP keywords, or NULL */
+    const char *envelope;     /* cached IMAP ENVELOPE text, or NULL */
+    const char *bodystructure;/* cached IMAP BODYSTRUCTURE (extended) text, or NULL */
     uint32_t uid_r;           /* out: the UID given in the mailbox */
     int result_r;             /* out: 0 stored, -1 failed (see err_r) */
     char err_r[256];
@@ -139,5 +144,131 @@ int store_mailbox_list(struct store *st, const char *account,
 
 /* Path of the account's folder: DATA/mail/<domain>/<local>. */
 int store_account_dir(struct store *st, const char *account, char *path_r, size_t n);
+
+/* --- mailboxes and messages for IMAP ------------------------------------------------
+ *
+ * Mailbox names are UTF-8 (the IMAP layer converts modified UTF-7), with
+ * "/" as the hierarchy separator. "INBOX" matches in any case; other names
+ * match exactly. A mailbox is addressed by its id (store_mailbox_get);
+ * every function that changes messages bumps the mailbox's HIGHESTMODSEQ
+ * and gives each changed message that MODSEQ (RFC 7162), in one
+ * transaction. Lists returned are owned by the caller: free them with the
+ * matching _free function. */
+
+struct store_mailbox {
+    int64_t id;
+    char name[256];
+    uint32_t uidvalidity;
+    uint32_t uidnext;
+    uint64_t highestmodseq;
+    char special_use[16];     /* "\\Sent", ... or "" */
+    uint32_t first_recent_uid;/* messages with uid >= this are \Recent (before take_recent) */
+};
+
+/* 1 found (*mb_r filled), 0 no such mailbox, -1 error. */
+int store_mailbox_get(struct store *st, const char *account, const char *name,
+                      struct store_mailbox *mb_r, char *err, size_t errlen);
+/* Create one mailbox (not its parents). special_use may be NULL. Fails if
+ * it exists. The new mailbox gets a fresh UIDVALIDITY and UIDNEXT 1. */
+int store_mailbox_create(struct store *st, const char *account, const char *name,
+                         const char *special_use, char *err, size_t errlen);
+/* Delete a mailbox and its messages (files removed after the commit).
+ * Children are not touched. INBOX cannot be deleted. */
+int store_mailbox_delete(struct store *st, const char *account, const char *name, char *err,
+                         size_t errlen);
+/* Rename old to new and every "old/..." to "new/...", in one transaction.
+ * UIDVALIDITY and UIDs are kept. Renaming INBOX (RFC 3501 6.3.5) moves all
+ * its messages into a new mailbox `new` and leaves INBOX empty. Fails if
+ * new (or a child's new name) exists. */
+int store_mailbox_rename(struct store *st, const char *account, const char *oldname,
+                         const char *newname, char *err, size_t errlen);
+/* Subscriptions are names, kept apart from mailboxes (RFC 3501 6.3.6 allows
+ * subscribing to a name that does not exist). */
+int store_subscription_set(struct store *st, const char *account, const char *name, int on,
+                           char *err, size_t errlen);
+int store_subscription_list(struct store *st, const char *account,
+                            void (*cb)(void *ctx, const char *name), void *ctx, char *err,
+                            size_t errlen);
+/* Calls cb for each mailbox, sorted by name. */
+int store_mailbox_each(struct store *st, const char *account,
+                       void (*cb)(void *ctx, const struct store_mailbox *mb), void *ctx,
+                       char *err, size_t errlen);
+
+struct store_mailbox_status {
+    uint32_t messages, unseen, recent, uidnext, uidvalidity;
+    uint64_t highestmodseq, size, deleted;
+};
+/* 1 found, 0 no such mailbox, -1 error. */
+int store_mailbox_status(struct store *st, const char *account, const char *name,
+                         struct store_mailbox_status *r, char *err, size_t errlen);
+/* For SELECT (not EXAMINE): *first_r gets the first \Recent UID for this
+ * session, and the mailbox's first_recent_uid becomes its UIDNEXT, so no
+ * other session sees those as \Recent (RFC 3501 2.3.2). */
+int store_mailbox_take_recent(struct store *st, const char *account, int64_t mailbox_id,
+                              uint32_t *first_r, char *err, size_t errlen);
+
+struct store_msg {
+    uint32_t uid;
+    uint32_t flags;           /* STORE_FLAG_* */
+    uint64_t modseq;
+    uint64_t size;
+    time_t internal_date;
+    char file[128];
+    char *keywords;           /* "" or space-separated; owned by the list */
+    char *envelope;           /* cached, or NULL (only with STORE_MSG_CACHE) */
+    char *bodystructure;      /* cached, or NULL (only with STORE_MSG_CACHE) */
+};
+struct store_msg_list {
+    struct store_msg *v;
+    size_t n;
+};
+void store_msg_list_free(struct store_msg_list *l);
+
+enum {
+    STORE_MSG_CACHE = 1u << 0, /* also load envelope and bodystructure */
+};
+/* Messages with uid_from <= uid <= uid_to (UINT32_MAX for "to the end"),
+ * in UID order. */
+int store_msgs_load(struct store *st, const char *account, int64_t mailbox_id,
+                    uint32_t uid_from, uint32_t uid_to, unsigned what, struct store_msg_list *r,
+                    char *err, size_t errlen);
+/* What changed after modseq: messages whose MODSEQ is greater (new or
+ * with changed flags), and UIDs expunged with a greater MODSEQ
+ * (*expunged_r malloc'd, caller frees). */
+int store_msgs_changed_since(struct store *st, const char *account, int64_t mailbox_id,
+                             uint64_t modseq, struct store_msg_list *changed_r,
+                             uint32_t **expunged_r, size_t *nexpunged_r, char *err,
+                             size_t errlen);
+
+enum store_flag_op { STORE_FLAGS_SET, STORE_FLAGS_ADD, STORE_FLAGS_REMOVE };
+/* Change flags and keywords of the given UIDs (those that exist). With
+ * unchangedsince != 0 (CONDSTORE), a message whose MODSEQ is greater is
+ * not changed and its UID is put in *failed_r (malloc'd; may be NULL when
+ * none). Messages whose flags do not actually change keep their MODSEQ.
+ * keywords: space-separated, may be NULL. */
+int store_msgs_set_flags(struct store *st, const char *account, int64_t mailbox_id,
+                         const uint32_t *uids, size_t n, enum store_flag_op op, uint32_t flags,
+                         const char *keywords, uint64_t unchangedsince, uint32_t **failed_r,
+                         size_t *nfailed_r, char *err, size_t errlen);
+/* Remove the given UIDs (those that exist), record them as expunged with a
+ * new MODSEQ, remove their files after the commit. */
+int store_msgs_expunge(struct store *st, const char *account, int64_t mailbox_id,
+                       const uint32_t *uids, size_t n, char *err, size_t errlen);
+/* Copy (move = 0) or move (move = 1) the given UIDs, in UID order, to
+ * another mailbox of the same account; the files are hard-linked, never
+ * rewritten. new_uids_r (n entries, caller's) gets the new UIDs, 0 for a
+ * UID that did not exist. A move expunges the sources in the same
+ * transaction (RFC 6851). */
+int store_msgs_copy(struct store *st, const char *account, int64_t from_mailbox_id,
+                    const uint32_t *uids, size_t n, int64_t to_mailbox_id, int move,
+                    uint32_t *new_uids_r, char *err, size_t errlen);
+/* Fill the cached envelope/bodystructure of a message that has none
+ * (delivered before they were computed). Does not change its MODSEQ. */
+int store_msg_set_cache(struct store *st, const char *account, int64_t mailbox_id, uint32_t uid,
+                        const char *envelope, const char *bodystructure, char *err,
+                        size_t errlen);
+/* The message's bytes (malloc'd, NUL-terminated, NUL not counted). */
+int store_msg_read(struct store *st, const char *account, const char *file, uint8_t **data_r,
+                   size_t *len_r, char *err, size_t errlen);
 
 #endif
