@@ -18,7 +18,8 @@ INCS     := -Isrc
 DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-dev \
             libunbound-dev libinih-dev libcmocka-dev python3 python3-pytest swaks curl \
             openssl sqlite3 clang libclang-rt-14-dev passwd \
-            libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libauthen-sasl-perl
+            libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libauthen-sasl-perl \
+            isync mutt
 DEPS_STAMP := build/.deps-ok
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path src/main.c))
@@ -45,7 +46,7 @@ all: build/correio
 
 # --- Debian packages ---------------------------------------------------------
 deps: $(DEPS_STAMP)
-$(DEPS_STAMP):
+$(DEPS_STAMP): Makefile
 	@missing=""; for p in $(DEB_PKGS); do \
 	    dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'install ok installed' || missing="$$missing $$p"; \
 	done; \

@@ -156,9 +156,14 @@ static int init_config(struct config *cfg, const struct init_args *a, const char
         snprintf(cfg->tls_cert, sizeof(cfg->tls_cert), "%s/tls/cert.pem", absdir) < 0 ||
         snprintf(cfg->tls_key, sizeof(cfg->tls_key), "%s/tls/key.pem", absdir) < 0)
         return -1;
-    if (a->port_offset >= 0)
+    if (a->port_offset >= 0) {
         snprintf(cfg->listen_smtp, sizeof(cfg->listen_smtp), "127.0.0.1:%ld",
                  25 + a->port_offset);
+        snprintf(cfg->listen_imap, sizeof(cfg->listen_imap), "127.0.0.1:%ld",
+                 143 + a->port_offset);
+        snprintf(cfg->listen_imaps, sizeof(cfg->listen_imaps), "127.0.0.1:%ld",
+                 993 + a->port_offset);
+    }
     for (int i = 0; i < a->nsets; i++) {
         char kv[CONFIG_STR_MAX + 128];
         snprintf(kv, sizeof(kv), "%s", a->sets[i]);

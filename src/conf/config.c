@@ -41,6 +41,10 @@ static const struct cfg_key cfg_keys[] = {
         "seconds SIGTERM waits for deliveries in progress"),
     STR("listen", "smtp", listen_smtp, "0.0.0.0:25",
         "SMTP (MX) listeners, comma-separated ADDR:PORT ([::1]:25 for IPv6); empty for none"),
+    STR("listen", "imap", listen_imap, "0.0.0.0:143",
+        "IMAP listeners (STARTTLS), comma-separated ADDR:PORT; empty for none"),
+    STR("listen", "imaps", listen_imaps, "0.0.0.0:993",
+        "IMAP listeners with implicit TLS (RFC 8314); empty for none"),
     STR("tls", "cert", tls_cert, "", "PEM certificate chain; empty: no TLS"),
     STR("tls", "key", tls_key, "", "PEM private key"),
     NUM("smtp", "max_message_size", CFG_SIZE, smtp_max_message_size, "52428800",
@@ -62,6 +66,21 @@ static const struct cfg_key cfg_keys[] = {
     NUM("smtp", "expn", CFG_BOOL, smtp_expn, "no", "answer EXPN instead of 502"),
     STR("smtp", "postmaster", smtp_postmaster, "",
         "account that gets postmaster@ mail of every local domain without its own (RFC 5321 4.5.1)"),
+    NUM("imap", "timeout", CFG_UINT, imap_timeout, "1800",
+        "seconds a client may stay silent; at least 30 minutes (RFC 3501 5.4)"),
+    NUM("imap", "max_connections", CFG_UINT, imap_max_connections, "1000",
+        "IMAP connections at once, in total"),
+    NUM("imap", "max_connections_per_ip", CFG_UINT, imap_max_connections_per_ip, "50",
+        "IMAP connections at once from one client address"),
+    NUM("imap", "allow_plaintext_auth", CFG_BOOL, imap_allow_plaintext_auth, "no",
+        "allow LOGIN/AUTHENTICATE without TLS (tests only)"),
+    NUM("imap", "max_bad_commands", CFG_UINT, imap_max_bad_commands, "20",
+        "BAD replies in one session before * BYE"),
+    NUM("imap", "max_line", CFG_UINT, imap_max_line, "65536",
+        "command line length, literals not counted"),
+    NUM("imap", "append_limit", CFG_SIZE, imap_append_limit, "52428800",
+        "largest message APPEND accepts (APPENDLIMIT, RFC 7889)"),
+    NUM("imap", "workers", CFG_UINT, imap_workers, "4", "threads running IMAP commands"),
 };
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
@@ -161,6 +180,11 @@ static int cfg_check(const struct config *c, char *err, size_t errlen)
     if (c->smtp_max_command_line < 512 || c->smtp_max_text_line < 1000) {
         snprintf(err, errlen, "smtp: max_command_line must be >= 512 and max_text_line >= 1000 "
                               "(RFC 5321 4.5.3.1)");
+        return -1;
+    }
+    if (c->imap_timeout < 1 || c->imap_workers == 0 || c->imap_workers > 256 ||
+        c->imap_max_line < 1024) {
+        snprintf(err, errlen, "imap: timeout >= 1, workers 1..256, max_line >= 1024");
         return -1;
     }
     if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {

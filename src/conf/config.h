@@ -24,6 +24,8 @@ struct config {
     unsigned shutdown_timeout;
     /* [listen]: comma-separated ADDR:PORT lists; empty = no listener */
     char listen_smtp[CONFIG_STR_MAX];
+    char listen_imap[CONFIG_STR_MAX];
+    char listen_imaps[CONFIG_STR_MAX];
     /* [tls] */
     char tls_cert[CONFIG_STR_MAX];
     char tls_key[CONFIG_STR_MAX];
@@ -38,6 +40,15 @@ struct config {
     unsigned smtp_max_connections_per_ip;
     bool smtp_expn;
     char smtp_postmaster[320];
+    /* [imap] */
+    unsigned imap_timeout;
+    unsigned imap_max_connections;
+    unsigned imap_max_connections_per_ip;
+    bool imap_allow_plaintext_auth;
+    unsigned imap_max_bad_commands;
+    unsigned imap_max_line;
+    size_t imap_append_limit;
+    unsigned imap_workers;
 };
 
 /* Set every key to its default. */

@@ -9,6 +9,7 @@
 #include "conf/config.h"
 #include "lib/buf.h"
 #include "net/workers.h"
+#include "proto/imap/imap_session.h"
 #include "proto/smtp/smtp_server.h"
 
 struct event_base;
@@ -16,7 +17,8 @@ struct event;
 struct evconnlistener;
 struct store;
 struct workers;
-struct smtp_conn;
+struct conn;
+struct conn_proto;
 struct sockaddr;
 typedef struct ssl_ctx_st SSL_CTX;
 
@@ -32,6 +34,12 @@ struct smtp_settings {
     unsigned refs;
 };
 
+struct imap_settings {
+    struct imap_session_config session;
+    char hostname[256];
+    unsigned refs;
+};
+
 struct daemon {
     struct config cfg;
     char config_path[CONFIG_STR_MAX];
@@ -40,11 +48,13 @@ struct daemon {
     struct workers *workers;      /* durable writes */
     SSL_CTX *tls_ctx;             /* NULL without a certificate */
     struct smtp_settings *smtp;   /* current settings for new sessions */
+    struct imap_settings *imap;
+    struct workers *imap_workers; /* IMAP commands */
 
-    struct evconnlistener *listeners[DAEMON_MAX_LISTENERS];
+    struct daemon_listener *listeners[DAEMON_MAX_LISTENERS];
     unsigned nlisteners;
 
-    struct smtp_conn *conns;      /* every open SMTP connection */
+    struct conn *conns;           /* every open connection, all protocols */
     unsigned nconns;
     uint64_t next_conn_id;
 
@@ -55,26 +65,40 @@ struct daemon {
 /* `correio -c FILE serve`. Returns the process exit code. */
 int daemon_serve(const char *config_path);
 
-/* smtp_conn.c */
-void smtp_conn_accept(struct daemon *d, int fd, const struct sockaddr *sa, int salen);
-/* Ask every connection to end (SIGTERM): 421 now, or after the delivery in progress. */
-void smtp_conn_shutdown_all(struct daemon *d);
-void smtp_conn_free_all(struct daemon *d);
+struct daemon_listener {
+    struct daemon *d;
+    const struct conn_proto *proto;
+    bool implicit_tls;
+    struct evconnlistener *l;
+};
+
+/* The protocols (smtp_conn.c, imap_conn.c). */
+extern const struct conn_proto smtp_conn_proto;
+extern const struct conn_proto imap_conn_proto;
+
+/* A mailbox of account changed: tell the sessions that watch it. */
+void daemon_mailbox_changed(struct daemon *d, const char *account);
 
 void smtp_settings_put(struct smtp_settings *s);
 struct smtp_settings *smtp_settings_new(const struct config *cfg, bool tls);
+
+void imap_settings_put(struct imap_settings *s);
+struct imap_settings *imap_settings_new(const struct config *cfg, bool tls);
+extern const struct workers_ops imap_workers_ops;
 
 /* deliver.c: one accepted message on its way to stable storage, one
  * store_delivery per distinct account. Worker threads batch jobs into
  * one store_deliver call (group commit). */
 struct deliver_job {
     struct work_item item;        /* item.done runs on the loop thread */
-    struct smtp_conn *conn;
+    struct conn *conn;
     struct store_delivery *deliveries;
     struct buf *prefixes;         /* Return-Path + Received, per delivery */
     struct iovec *iov;            /* two per delivery: prefix, message */
     size_t n;
     int result;                   /* 0 when every delivery is stored */
+    char *envelope;               /* cached IMAP ENVELOPE / BODYSTRUCTURE, or NULL */
+    char *bodystructure;
     uint64_t started_us;
 };
 extern const struct workers_ops deliver_workers_ops;

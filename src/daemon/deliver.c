@@ -6,6 +6,8 @@
 
 #include "daemon/daemon.h"
 #include "lib/log.h"
+#include "mime/mime.h"
+#include "mime/mime_imap.h"
 #include "proto/smtp/received.h"
 #include "store/store.h"
 
@@ -27,6 +29,33 @@ static void deliver_ctx_free(void *ctx)
     store_close(&st);
 }
 
+/* ENVELOPE and BODYSTRUCTURE of the job's message, for the index cache so
+ * that FETCH need not parse it again. The trace fields we prepend are not
+ * part of either, so the message as received is parsed, once per job. On
+ * any failure the cache stays empty and FETCH computes them later. */
+static void deliver_job_cache(struct deliver_job *job)
+{
+    if (job->n == 0)
+        return;
+    const struct iovec *msg = &job->deliveries[0].iov[1];
+    struct mime_message *m = mime_parse(msg->iov_base, msg->iov_len, NULL);
+    if (!m)
+        return;
+    struct buf env = BUF_INIT, bs = BUF_INIT;
+    if (mime_imap_envelope(m, NULL, &env) == 0 && mime_imap_bodystructure(m, NULL, true, &bs) == 0 &&
+        buf_cstr(&env) && buf_cstr(&bs)) {
+        job->envelope = strdup((const char *)buf_ptr(&env));
+        job->bodystructure = strdup((const char *)buf_ptr(&bs));
+    }
+    buf_free(&env);
+    buf_free(&bs);
+    mime_message_free(&m);
+    for (size_t i = 0; i < job->n && job->envelope && job->bodystructure; i++) {
+        job->deliveries[i].envelope = job->envelope;
+        job->deliveries[i].bodystructure = job->bodystructure;
+    }
+}
+
 /* All deliveries of the batch go to store_deliver at once: one fsync per
  * touched folder and one index commit per account for the whole batch. */
 static void deliver_run_batch(void *ctx, struct work_item **items, size_t n)
@@ -45,6 +74,7 @@ static void deliver_run_batch(void *ctx, struct work_item **items, size_t n)
     size_t k = 0;
     for (size_t i = 0; i < n; i++) {
         struct deliver_job *job = (struct deliver_job *)items[i];
+        deliver_job_cache(job);
         memcpy(all + k, job->deliveries, job->n * sizeof(*all));
         k += job->n;
     }
@@ -80,6 +110,8 @@ void deliver_job_free(struct deliver_job *job)
     free(job->prefixes);
     free(job->iov);
     free(job->deliveries);
+    free(job->envelope);
+    free(job->bodystructure);
     free(job);
 }
 

@@ -12,6 +12,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "daemon/conn.h"
 #include "daemon/daemon.h"
 #include "lib/log.h"
 #include "net/tls.h"
@@ -22,12 +23,36 @@
 #define EX_OSERR_ 71
 #define EX_UNAVAILABLE_ 69
 
-static struct workers_ops deliver_ops;
+static struct workers_ops deliver_ops, imap_ops;
+
+static void daemon_limits(const struct daemon *d, const struct conn_proto *proto,
+                          struct conn_limits *lim)
+{
+    if (proto == &smtp_conn_proto) {
+        lim->max_connections = d->cfg.smtp_max_connections;
+        lim->max_connections_per_ip = d->cfg.smtp_max_connections_per_ip;
+        lim->timeout = d->cfg.smtp_timeout;
+    } else {
+        lim->max_connections = d->cfg.imap_max_connections;
+        lim->max_connections_per_ip = d->cfg.imap_max_connections_per_ip;
+        lim->timeout = d->cfg.imap_timeout;
+    }
+}
 
 static void daemon_accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                              int salen, void *arg)
 {
-    smtp_conn_accept(arg, fd, sa, salen);
+    struct daemon_listener *dl = arg;
+    struct conn_limits lim;
+    daemon_limits(dl->d, dl->proto, &lim);
+    conn_accept(dl->d, fd, sa, dl->proto, &lim, dl->implicit_tls);
+}
+
+void daemon_mailbox_changed(struct daemon *d, const char *account)
+{
+    for (struct conn *c = d->conns; c; c = c->next)
+        if (c->proto->notify && c->ctx && !c->closing)
+            c->proto->notify(c, account);
 }
 
 static void daemon_accept_error_cb(struct evconnlistener *l, void *arg)
@@ -37,7 +62,8 @@ static void daemon_accept_error_cb(struct evconnlistener *l, void *arg)
 }
 
 /* Bind every ADDR:PORT of a comma-separated list. */
-static int daemon_listen_list(struct daemon *d, const char *list, const char *proto, char *err,
+static int daemon_listen_list(struct daemon *d, const char *list, const char *proto,
+                              const struct conn_proto *cp, bool implicit_tls, char *err,
                               size_t errlen)
 {
     char copy[CONFIG_STR_MAX];
@@ -57,15 +83,22 @@ static int daemon_listen_list(struct daemon *d, const char *list, const char *pr
         unsigned flags = LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_FREE | LEV_OPT_CLOSE_ON_EXEC;
         if (ss.ss_family == AF_INET6)
             flags |= LEV_OPT_BIND_IPV6ONLY;
-        struct evconnlistener *l = evconnlistener_new_bind(d->base, daemon_accept_cb, d, flags, 511,
-                                                           (struct sockaddr *)&ss, sslen);
-        if (!l) {
-            snprintf(err, errlen, "listen.%s: cannot listen on %s: %s", proto, tok,
-                     strerror(errno));
+        struct daemon_listener *dl = calloc(1, sizeof(*dl));
+        if (!dl) {
+            snprintf(err, errlen, "out of memory");
             return -1;
         }
-        evconnlistener_set_error_cb(l, daemon_accept_error_cb);
-        d->listeners[d->nlisteners++] = l;
+        *dl = (struct daemon_listener){.d = d, .proto = cp, .implicit_tls = implicit_tls};
+        dl->l = evconnlistener_new_bind(d->base, daemon_accept_cb, dl, flags, 511,
+                                        (struct sockaddr *)&ss, sslen);
+        if (!dl->l) {
+            snprintf(err, errlen, "listen.%s: cannot listen on %s: %s", proto, tok,
+                     strerror(errno));
+            free(dl);
+            return -1;
+        }
+        evconnlistener_set_error_cb(dl->l, daemon_accept_error_cb);
+        d->listeners[d->nlisteners++] = dl;
         log_info("daemon", "event=listen proto=%s addr=%s", proto, tok);
     }
     return 0;
@@ -73,8 +106,10 @@ static int daemon_listen_list(struct daemon *d, const char *list, const char *pr
 
 static void daemon_close_listeners(struct daemon *d)
 {
-    for (unsigned i = 0; i < d->nlisteners; i++)
-        evconnlistener_free(d->listeners[i]);
+    for (unsigned i = 0; i < d->nlisteners; i++) {
+        evconnlistener_free(d->listeners[i]->l);
+        free(d->listeners[i]);
+    }
     d->nlisteners = 0;
 }
 
@@ -106,7 +141,7 @@ static void daemon_stop_cb(evutil_socket_t sig, short what, void *arg)
     d->stopping = true;
     log_notice("daemon", "event=stopping signal=%d open_connections=%u", (int)sig, d->nconns);
     daemon_close_listeners(d);
-    smtp_conn_shutdown_all(d);
+    conn_shutdown_all(d);
     if (d->nconns == 0) {
         event_base_loopexit(d->base, NULL);
         return;
@@ -135,19 +170,28 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
         return;
     }
     struct smtp_settings *s = smtp_settings_new(&cfg, ctx != NULL);
-    if (!s) {
+    struct imap_settings *is = imap_settings_new(&cfg, ctx != NULL);
+    if (!s || !is) {
+        smtp_settings_put(s);
+        imap_settings_put(is);
         SSL_CTX_free(ctx);
         log_error("daemon", "event=reload_failed error=\"out of memory\"");
         return;
     }
-    if (strcmp(cfg.listen_smtp, d->cfg.listen_smtp) != 0 || strcmp(cfg.data_dir, d->cfg.data_dir))
+    if (strcmp(cfg.listen_smtp, d->cfg.listen_smtp) != 0 ||
+        strcmp(cfg.listen_imap, d->cfg.listen_imap) != 0 ||
+        strcmp(cfg.listen_imaps, d->cfg.listen_imaps) != 0 || strcmp(cfg.data_dir, d->cfg.data_dir))
         log_warn("daemon", "event=reload_partial note=\"listen and data_dir changes need a restart\"");
-    snprintf(cfg.listen_smtp, sizeof(cfg.listen_smtp), "%s", d->cfg.listen_smtp);
+    memcpy(cfg.listen_smtp, d->cfg.listen_smtp, sizeof(cfg.listen_smtp));
+    memcpy(cfg.listen_imap, d->cfg.listen_imap, sizeof(cfg.listen_imap));
+    memcpy(cfg.listen_imaps, d->cfg.listen_imaps, sizeof(cfg.listen_imaps));
     snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", d->cfg.data_dir);
     SSL_CTX_free(d->tls_ctx); /* sessions in TLS hold their own reference */
     d->tls_ctx = ctx;
     smtp_settings_put(d->smtp);
     d->smtp = s;
+    imap_settings_put(d->imap);
+    d->imap = is;
     d->cfg = cfg;
     log_set_level((enum log_level)log_level_parse(cfg.log_level));
     log_info("daemon", "event=reloaded tls=%s", ctx ? "yes" : "no");
@@ -199,7 +243,12 @@ static int daemon_start(struct daemon *d)
         fprintf(stderr, "correio: tls: %s\n", err);
         return EX_CONFIG_;
     }
-    if (daemon_listen_list(d, d->cfg.listen_smtp, "smtp", err, sizeof(err)) < 0) {
+    if (daemon_listen_list(d, d->cfg.listen_smtp, "smtp", &smtp_conn_proto, false, err,
+                           sizeof(err)) < 0 ||
+        daemon_listen_list(d, d->cfg.listen_imap, "imap", &imap_conn_proto, false, err,
+                           sizeof(err)) < 0 ||
+        daemon_listen_list(d, d->cfg.listen_imaps, "imaps", &imap_conn_proto, true, err,
+                           sizeof(err)) < 0) {
         fprintf(stderr, "correio: %s\n", err);
         return EX_UNAVAILABLE_;
     }
@@ -220,8 +269,13 @@ static int daemon_start(struct daemon *d)
     deliver_ops = deliver_workers_ops;
     deliver_ops.arg = d->cfg.data_dir;
     d->workers = workers_new(d->base, d->cfg.workers, 64, &deliver_ops, err, sizeof(err));
+    imap_ops = imap_workers_ops;
+    imap_ops.arg = d->cfg.data_dir;
+    if (d->workers)
+        d->imap_workers = workers_new(d->base, d->cfg.imap_workers, 1, &imap_ops, err, sizeof(err));
     d->smtp = smtp_settings_new(&d->cfg, d->tls_ctx != NULL);
-    if (!d->workers || !d->smtp || daemon_signals(d) < 0) {
+    d->imap = imap_settings_new(&d->cfg, d->tls_ctx != NULL);
+    if (!d->workers || !d->imap_workers || !d->smtp || !d->imap || daemon_signals(d) < 0) {
         fprintf(stderr, "correio: start-up failed: %s\n", d->workers ? "out of memory" : err);
         return EX_OSERR_;
     }
@@ -234,7 +288,8 @@ static void daemon_cleanup(struct daemon *d)
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
     workers_free(&d->workers); /* runs the last done()s: their replies are written */
-    smtp_conn_free_all(d);
+    workers_free(&d->imap_workers);
+    conn_free_all(d);
     daemon_close_listeners(d);
     if (d->ev_term)
         event_free(d->ev_term);
@@ -245,6 +300,7 @@ static void daemon_cleanup(struct daemon *d)
     if (d->ev_stop_deadline)
         event_free(d->ev_stop_deadline);
     smtp_settings_put(d->smtp);
+    imap_settings_put(d->imap);
     store_close(&d->store);
     SSL_CTX_free(d->tls_ctx);
     if (d->base)

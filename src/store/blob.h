@@ -17,6 +17,13 @@
  * octet count. 0 or -1 with err. Nothing is left in tmp/ on failure. */
 int blob_write(const char *account_dir, const struct iovec *iov, int iovcnt, char *name_r,
                size_t n, uint64_t *size_r, char *err, size_t errlen);
+/* Give the existing file account_dir/msg/src a second name in the same
+ * folder (a hard link; the bytes are not copied). name_r (n bytes, >= 64)
+ * gets the new name, made like blob_write's. The caller fsyncs msg/ before
+ * it relies on the new name. 0 or -1 with err (errno kept: ENOENT when src
+ * does not exist). */
+int blob_link(const char *account_dir, const char *src, char *name_r, size_t n, char *err,
+              size_t errlen);
 /* fsync a directory. 0 or -1 with err. */
 int blob_sync_dir(const char *dir, char *err, size_t errlen);
 /* Remove account_dir/msg/name. */

@@ -182,6 +182,43 @@ int blob_write(const char *account_dir, const struct iovec *iov, int iovcnt, cha
     return 0;
 }
 
+int blob_link(const char *account_dir, const char *src, char *name_r, size_t n, char *err,
+              size_t errlen)
+{
+    char name[64], from[PATH_MAX], to[PATH_MAX];
+    if (!account_dir || !blob_name_ok(src) || !name_r || n < sizeof(name)) {
+        errno = EINVAL;
+        return blob_fail(err, errlen, "blob_link: bad arguments");
+    }
+    int a = snprintf(from, sizeof(from), "%s/msg/%s", account_dir, src);
+    if (a < 0 || (size_t)a >= sizeof(from)) {
+        errno = ENAMETOOLONG;
+        return blob_fail(err, errlen, "blob_link: path too long under %s", account_dir);
+    }
+    /* A name is unique by construction; retry anyway if one is taken. */
+    for (int tries = 0; tries < 4; tries++) {
+        if (blob_name_make(name, sizeof(name)) < 0) {
+            errno = ENAMETOOLONG;
+            return blob_fail(err, errlen, "blob_link: cannot make a file name");
+        }
+        int b = snprintf(to, sizeof(to), "%s/msg/%s", account_dir, name);
+        if (b < 0 || (size_t)b >= sizeof(to)) {
+            errno = ENAMETOOLONG;
+            return blob_fail(err, errlen, "blob_link: path too long under %s", account_dir);
+        }
+        if (link(from, to) == 0) {
+            snprintf(name_r, n, "%s", name);
+            return 0;
+        }
+        if (errno != EEXIST)
+            break;
+    }
+    int e = errno;
+    blob_fail(err, errlen, "link %s: %s", from, strerror(e));
+    errno = e;
+    return -1;
+}
+
 int blob_sync_dir(const char *dir, char *err, size_t errlen)
 {
     int fd;

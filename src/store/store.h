@@ -72,6 +72,13 @@ enum store_lookup {
 enum store_lookup store_account_lookup(struct store *st, const char *address, char *account_r,
                                        size_t n, char *hash_r, size_t hash_n);
 
+/* Check a password against the account's yescrypt hash. 1 and the
+ * canonical address in account_r when it matches; 0 when the account does
+ * not exist or the password is wrong (the two take the same time); -1 on
+ * error. Slow on purpose (crypt): call it off the event loop. */
+int store_account_authenticate(struct store *st, const char *address, const char *password,
+                               char *account_r, size_t n);
+
 /* --- delivery ---------------------------------------------------------------- */
 struct store_delivery {
     const char *account;      /* canonical address (from store_account_lookup) */

@@ -27,20 +27,6 @@
 #define STORE_STR2(x) #x
 #define STORE_STR(x) STORE_STR2(x)
 
-/* One account's index connection and its hot statements. */
-struct store_index {
-    char account[STORE_ADDR_MAX + 1]; /* lower-case address */
-    char dir[PATH_MAX];               /* DATA/mail/<domain>/<local> */
-    sqlite3 *db;
-    sqlite3_stmt *mbox_get;   /* id, uidnext, highestmodseq of a mailbox */
-    sqlite3_stmt *mbox_bump;  /* store uidnext, highestmodseq */
-    sqlite3_stmt *msg_insert; /* one messages row */
-    sqlite3_stmt *file_find;  /* is a file named by some row? */
-    dev_t dev;                /* identity of index.sqlite when opened, to */
-    ino_t ino;                /* notice an account deleted and re-added */
-    uint64_t used;            /* LRU tick */
-};
-
 static const char *const store_default_mailboxes[][2] = {
     {"INBOX", NULL},      {"Sent", "\\Sent"}, {"Drafts", "\\Drafts"},
     {"Trash", "\\Trash"}, {"Junk", "\\Junk"}, {"Archive", "\\Archive"},
@@ -48,6 +34,10 @@ static const char *const store_default_mailboxes[][2] = {
 
 /* --- per-account index ---------------------------------------------------------- */
 
+/* Schema version 2. mailboxes.subscribed is unused since version 2 (the
+ * subscriptions table holds names, which need not exist as mailboxes);
+ * first_recent_uid: messages with uid >= it are \Recent for the next
+ * SELECT (RFC 3501 2.3.2). */
 static const char index_schema[] =
     "CREATE TABLE IF NOT EXISTS meta(key TEXT PRIMARY KEY, value);"
     "CREATE TABLE IF NOT EXISTS mailboxes("
@@ -57,7 +47,9 @@ static const char index_schema[] =
     " uidnext INTEGER NOT NULL DEFAULT 1,"
     " highestmodseq INTEGER NOT NULL DEFAULT 1,"
     " special_use TEXT,"
-    " subscribed INTEGER NOT NULL DEFAULT 1);"
+    " subscribed INTEGER NOT NULL DEFAULT 1,"
+    " first_recent_uid INTEGER NOT NULL DEFAULT 1);"
+    "CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);"
     "CREATE TABLE IF NOT EXISTS messages("
     " mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id),"
     " uid INTEGER NOT NULL,"
@@ -78,56 +70,196 @@ static const char index_schema[] =
     " mailbox_id INTEGER NOT NULL,"
     " uid INTEGER NOT NULL,"
     " modseq INTEGER NOT NULL,"
-    " PRIMARY KEY(mailbox_id, uid));";
+    " PRIMARY KEY(mailbox_id, uid));"
+    "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
+
+/* Version 1 -> 2: \Recent bookkeeping, subscriptions as names, expunges
+ * found by MODSEQ. Existing mailboxes keep their subscription; their
+ * messages count as \Recent until an IMAP session has SELECTed them. */
+static const char index_migrate_1_2[] =
+    "ALTER TABLE mailboxes ADD COLUMN first_recent_uid INTEGER NOT NULL DEFAULT 1;"
+    "CREATE TABLE IF NOT EXISTS subscriptions(name TEXT PRIMARY KEY);"
+    "INSERT OR IGNORE INTO subscriptions(name) SELECT name FROM mailboxes WHERE subscribed = 1;"
+    "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
+
+/* store_db_schema's migrate hook: from version `from` to INDEX_VERSION. */
+static int index_migrate(sqlite3 *db, int from, char *err, size_t errlen)
+{
+    if (from == 1)
+        return store_db_exec(db, index_migrate_1_2, err, errlen);
+    return store_fail(err, errlen, "%s: no migration from schema version %d",
+                      sqlite3_db_filename(db, "main"), from);
+}
+
+/* The literal flag bits in the SQL below. */
+_Static_assert(STORE_FLAG_SEEN == 1 && STORE_FLAG_DELETED == 8, "flag bits in SQL");
+
+/* The cached statements of an index connection (enum index_stmt). */
+#define IXS_MBOX_COLS "id, name, uidvalidity, uidnext, highestmodseq, special_use, first_recent_uid"
+#define IXS_MSG_COLS "uid, flags, modseq, size, internaldate, file, keywords"
+static const char *const index_stmt_sql[IXS_COUNT] = {
+    [IXS_MBOX_BY_NAME] = "SELECT " IXS_MBOX_COLS " FROM mailboxes WHERE name = ?",
+    [IXS_MBOX_BY_ID] = "SELECT " IXS_MBOX_COLS " FROM mailboxes WHERE id = ?",
+    [IXS_MBOX_EACH] = "SELECT " IXS_MBOX_COLS " FROM mailboxes ORDER BY name",
+    [IXS_MBOX_STATUS] = "SELECT b.uidvalidity, b.uidnext, b.highestmodseq, count(m.uid),"
+                        " coalesce(sum((m.flags & 1) = 0), 0),"
+                        " coalesce(sum(m.uid >= b.first_recent_uid), 0),"
+                        " coalesce(sum((m.flags & 8) != 0), 0),"
+                        " coalesce(sum(m.size), 0)"
+                        " FROM mailboxes b LEFT JOIN messages m ON m.mailbox_id = b.id"
+                        " WHERE b.name = ? GROUP BY b.id",
+    [IXS_MBOX_SET_MODSEQ] = "UPDATE mailboxes SET highestmodseq = ? WHERE id = ?",
+    [IXS_MBOX_SET_NEXT] = "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
+    [IXS_MBOX_SET_RECENT] = "UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?",
+    [IXS_MSG_LOAD] = "SELECT " IXS_MSG_COLS " FROM messages"
+                     " WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid",
+    [IXS_MSG_LOAD_CACHE] = "SELECT " IXS_MSG_COLS ", envelope, bodystructure FROM messages"
+                           " WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid",
+    [IXS_MSG_CHANGED] = "SELECT " IXS_MSG_COLS " FROM messages"
+                        " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+    [IXS_MSG_EXPUNGED] =
+        "SELECT uid FROM expunged WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
+    [IXS_MSG_FLAGS] =
+        "SELECT flags, keywords, modseq FROM messages WHERE mailbox_id = ? AND uid = ?",
+    [IXS_MSG_SET_FLAGS] = "UPDATE messages SET flags = ?, keywords = ?, modseq = ?"
+                          " WHERE mailbox_id = ? AND uid = ?",
+    [IXS_MSG_FILE] = "SELECT file FROM messages WHERE mailbox_id = ? AND uid = ?",
+    [IXS_MSG_DELETE] = "DELETE FROM messages WHERE mailbox_id = ? AND uid = ? RETURNING file",
+    [IXS_MSG_SET_FLAGS_ONLY] = "UPDATE messages SET flags = ?, modseq = ?"
+                               " WHERE mailbox_id = ? AND uid = ?",
+    [IXS_MSG_COPY] =
+        "INSERT INTO messages(mailbox_id, uid, file, size, internaldate, modseq,"
+        " flags, keywords, envelope, bodystructure)"
+        " SELECT ?1, ?2, ?3, size, internaldate, ?4, flags, keywords, envelope,"
+        " bodystructure FROM messages WHERE mailbox_id = ?5 AND uid = ?6 AND file = ?7",
+    [IXS_MSG_INSERT_FULL] = "INSERT INTO messages(mailbox_id, uid, file, size, internaldate,"
+                            " modseq, flags, keywords, envelope, bodystructure)"
+                            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    [IXS_MSG_MOVE] = "UPDATE messages SET mailbox_id = ?, uid = ?, modseq = ?"
+                     " WHERE mailbox_id = ? AND uid = ?",
+    [IXS_EXPUNGE_ADD] = "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES(?, ?, ?)",
+    [IXS_MSG_SET_CACHE] = "UPDATE messages SET envelope = coalesce(envelope, ?),"
+                          " bodystructure = coalesce(bodystructure, ?)"
+                          " WHERE mailbox_id = ? AND uid = ?",
+    [IXS_SUB_ADD] = "INSERT OR IGNORE INTO subscriptions(name) VALUES(?)",
+    [IXS_SUB_DEL] = "DELETE FROM subscriptions WHERE name = ?",
+    [IXS_SUB_LIST] = "SELECT name FROM subscriptions ORDER BY name",
+};
+
+sqlite3_stmt *store_index_stmt(struct store_index *ix, enum index_stmt which, char *err,
+                               size_t errlen)
+{
+    if (!ix->stmt[which] &&
+        store_db_prepare(ix->db, index_stmt_sql[which], &ix->stmt[which], err, errlen) < 0)
+        return NULL;
+    return ix->stmt[which];
+}
+
+void store_stmt_done(sqlite3_stmt *s)
+{
+    sqlite3_reset(s);
+    sqlite3_clear_bindings(s);
+}
+
+/* An integer kept in meta under key (0 when missing), or -1 with err. */
+static int64_t index_meta_get(sqlite3 *db, const char *key, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int64_t v = 0;
+    if (store_db_prepare(db, "SELECT value FROM meta WHERE key = ?", &s, err, errlen) < 0)
+        return -1;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW)
+        v = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_ROW && rc != SQLITE_DONE)
+        return store_db_fail(err, errlen, db, "read meta");
+    return v;
+}
+
+/* Store v in meta under key. 0 or -1. */
+static int index_meta_set(sqlite3 *db, const char *key, int64_t v, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    if (store_db_prepare(db, "INSERT OR REPLACE INTO meta(key, value) VALUES(?, ?)", &s, err,
+                         errlen) < 0)
+        return -1;
+    sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 2, v);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : store_db_fail(err, errlen, db, "store meta");
+}
 
 /* A new UIDVALIDITY: the current time, but always above the last one
  * given in this index (kept in meta), so every mailbox creation gets a
  * different value even within one second. Needs an open transaction. */
 static int64_t index_uidvalidity_next(sqlite3 *db, char *err, size_t errlen)
 {
-    sqlite3_stmt *s;
-    int64_t last = 0, now = (int64_t)(uint32_t)time(NULL);
-    if (store_db_prepare(db, "SELECT value FROM meta WHERE key='uidvalidity'", &s, err, errlen) < 0)
+    int64_t last = index_meta_get(db, "uidvalidity", err, errlen);
+    int64_t now = (int64_t)(uint32_t)time(NULL);
+    if (last < 0)
         return -1;
-    if (sqlite3_step(s) == SQLITE_ROW)
-        last = sqlite3_column_int64(s, 0);
-    sqlite3_finalize(s);
     int64_t v = now > last ? now : last + 1;
     if (v > UINT32_MAX || v == 0)
         v = 1; /* 2106: wrap; a repeat then needs the same name at the same second */
-    if (store_db_prepare(db, "INSERT OR REPLACE INTO meta(key, value) VALUES('uidvalidity', ?)", &s,
-                         err, errlen) < 0)
-        return -1;
-    sqlite3_bind_int64(s, 1, v);
-    int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE)
-        return store_db_fail(err, errlen, db, "store uidvalidity");
-    return v;
+    return index_meta_set(db, "uidvalidity", v, err, errlen) < 0 ? -1 : v;
 }
 
-/* Create one mailbox (subscribed) inside the caller's transaction. */
-static int index_mailbox_create(sqlite3 *db, const char *name, const char *special_use, char *err,
-                                size_t errlen)
+/* A new mailbox id, above every id ever given in this index: an IMAP
+ * session may still hold the id of a mailbox deleted meanwhile, and must
+ * not reach another mailbox with it. (INTEGER PRIMARY KEY alone would
+ * hand out the largest id again once that row is gone.) Needs an open
+ * transaction. */
+static int64_t index_mailbox_id_next(sqlite3 *db, char *err, size_t errlen)
+{
+    sqlite3_stmt *s;
+    int64_t last = index_meta_get(db, "mailbox_id", err, errlen), max = 0;
+    if (last < 0 || store_db_prepare(db, "SELECT max(id) FROM mailboxes", &s, err, errlen) < 0)
+        return -1;
+    if (sqlite3_step(s) == SQLITE_ROW)
+        max = sqlite3_column_int64(s, 0);
+    sqlite3_finalize(s);
+    int64_t v = (last > max ? last : max) + 1;
+    return index_meta_set(db, "mailbox_id", v, err, errlen) < 0 ? -1 : v;
+}
+
+int store_index_mailbox_create(sqlite3 *db, const char *name, const char *special_use,
+                               int subscribe, int64_t *id_r, char *err, size_t errlen)
 {
     int64_t uidvalidity = index_uidvalidity_next(db, err, errlen);
-    if (uidvalidity < 0)
-        return -1;
+    int64_t id = uidvalidity < 0 ? -1 : index_mailbox_id_next(db, err, errlen);
     sqlite3_stmt *s;
-    if (store_db_prepare(db,
-                         "INSERT INTO mailboxes(name, uidvalidity, uidnext, highestmodseq, "
-                         "special_use, subscribed) VALUES(?, ?, 1, 1, ?, 1)",
-                         &s, err, errlen) < 0)
+    if (id < 0 || store_db_prepare(db,
+                                   "INSERT INTO mailboxes(id, name, uidvalidity, uidnext, "
+                                   "highestmodseq, special_use, subscribed) "
+                                   "VALUES(?, ?, ?, 1, 1, ?, ?)",
+                                   &s, err, errlen) < 0)
         return -1;
-    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
-    sqlite3_bind_int64(s, 2, uidvalidity);
-    if (special_use)
-        sqlite3_bind_text(s, 3, special_use, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 1, id);
+    sqlite3_bind_text(s, 2, name, -1, SQLITE_STATIC);
+    sqlite3_bind_int64(s, 3, uidvalidity);
+    if (special_use && *special_use)
+        sqlite3_bind_text(s, 4, special_use, -1, SQLITE_STATIC);
+    sqlite3_bind_int(s, 5, subscribe != 0);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
+    if (rc == SQLITE_CONSTRAINT)
+        return store_fail(err, errlen, "mailbox %.200s already exists", name);
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, db, "create mailbox");
-    return 0;
+    if (id_r)
+        *id_r = id;
+    if (!subscribe)
+        return 0;
+    if (store_db_prepare(db, "INSERT OR IGNORE INTO subscriptions(name) VALUES(?)", &s, err,
+                         errlen) < 0)
+        return -1;
+    sqlite3_bind_text(s, 1, name, -1, SQLITE_STATIC);
+    rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    return rc == SQLITE_DONE ? 0 : store_db_fail(err, errlen, db, "subscribe");
 }
 
 /* The default mailboxes of a new account (store_db_schema fill hook). */
@@ -135,8 +267,8 @@ static int index_fill(sqlite3 *db, char *err, size_t errlen)
 {
     size_t n = sizeof(store_default_mailboxes) / sizeof(store_default_mailboxes[0]);
     for (size_t i = 0; i < n; i++)
-        if (index_mailbox_create(db, store_default_mailboxes[i][0], store_default_mailboxes[i][1],
-                                 err, errlen) < 0)
+        if (store_index_mailbox_create(db, store_default_mailboxes[i][0],
+                                       store_default_mailboxes[i][1], 1, NULL, err, errlen) < 0)
             return -1;
     return 0;
 }
@@ -161,7 +293,8 @@ int store_index_create(const char *dir, char *err, size_t errlen)
         return store_fail(err, errlen, "path too long: %s", dir);
     if (store_db_open(path, 1, &db, err, errlen) < 0)
         return -1;
-    int rc = store_db_schema(db, INDEX_VERSION, index_schema, index_fill, err, errlen);
+    int rc =
+        store_db_schema(db, INDEX_VERSION, index_schema, index_fill, index_migrate, err, errlen);
     sqlite3_close(db);
     if (rc < 0)
         return -1;
@@ -176,6 +309,8 @@ static void index_free(struct store_index *ix)
     sqlite3_finalize(ix->mbox_bump);
     sqlite3_finalize(ix->msg_insert);
     sqlite3_finalize(ix->file_find);
+    for (int i = 0; i < IXS_COUNT; i++)
+        sqlite3_finalize(ix->stmt[i]);
     sqlite3_close(ix->db);
     free(ix);
 }
@@ -209,20 +344,22 @@ static struct store_index *index_open(const struct store *st, const char *accoun
     /* Deliveries touch a few pages; SQLite's default cache (2 MB) times
      * 64 accounts times worker threads would be a lot of memory. */
     sqlite3_exec(ix->db, "PRAGMA cache_size=-" STORE_STR(INDEX_CACHE_KIB), NULL, NULL, NULL);
+    /* An index from an older version is migrated here, on first use; one
+     * at version 0 was never finished (no account was ever committed). */
     int v = store_db_user_version(ix->db, err, errlen);
-    if (v != INDEX_VERSION) {
-        if (v >= 0)
-            store_fail(err, errlen, "%s: schema version %d, want %d", path, v, INDEX_VERSION);
+    if (v == 0) {
+        store_fail(err, errlen, "%s: schema version 0, want %d", path, INDEX_VERSION);
         goto fail;
     }
+    if (v < 0 || (v != INDEX_VERSION && store_db_schema(ix->db, INDEX_VERSION, index_schema, NULL,
+                                                        index_migrate, err, errlen) < 0))
+        goto fail;
     if (store_db_prepare(ix->db, "SELECT id, uidnext, highestmodseq FROM mailboxes WHERE name = ?",
                          &ix->mbox_get, err, errlen) < 0 ||
         store_db_prepare(ix->db, "UPDATE mailboxes SET uidnext = ?, highestmodseq = ? WHERE id = ?",
                          &ix->mbox_bump, err, errlen) < 0 ||
-        store_db_prepare(ix->db,
-                         "INSERT INTO messages(mailbox_id, uid, file, size, internaldate, modseq) "
-                         "VALUES(?, ?, ?, ?, ?, ?)",
-                         &ix->msg_insert, err, errlen) < 0 ||
+        store_db_prepare(ix->db, index_stmt_sql[IXS_MSG_INSERT_FULL], &ix->msg_insert, err,
+                         errlen) < 0 ||
         store_db_prepare(ix->db, "SELECT 1 FROM messages WHERE file = ? LIMIT 1", &ix->file_find,
                          err, errlen) < 0)
         goto fail;
@@ -397,6 +534,9 @@ static int deliver_insert(struct store_index *ix, struct deliver_item *it, char 
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, ix->db, "update mailbox");
     time_t date = it->d->internal_date ? it->d->internal_date : time(NULL);
+    char *kw = NULL;
+    if (store_kw_apply(NULL, STORE_KW_SET, it->d->keywords, &kw) < 0)
+        return store_fail(err, errlen, "out of memory");
     s = ix->msg_insert;
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int64(s, 2, uid);
@@ -404,9 +544,16 @@ static int deliver_insert(struct store_index *ix, struct deliver_item *it, char 
     sqlite3_bind_int64(s, 4, (int64_t)it->size);
     sqlite3_bind_int64(s, 5, (int64_t)date);
     sqlite3_bind_int64(s, 6, modseq);
+    sqlite3_bind_int64(s, 7, (int64_t)(it->d->flags & STORE_FLAG_ALL));
+    sqlite3_bind_text(s, 8, kw, -1, SQLITE_STATIC);
+    if (it->d->envelope)
+        sqlite3_bind_text(s, 9, it->d->envelope, -1, SQLITE_STATIC);
+    if (it->d->bodystructure)
+        sqlite3_bind_text(s, 10, it->d->bodystructure, -1, SQLITE_STATIC);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
+    free(kw);
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, ix->db, "insert message");
     it->d->uid_r = (uint32_t)uid;
@@ -735,9 +882,7 @@ int store_recover(struct store *st, char *err, size_t errlen)
 
 /* --- reading ----------------------------------------------------------------------- */
 
-/* The index of account (any case) or NULL with err. */
-static struct store_index *store_index_of(struct store *st, const char *account, char *err,
-                                          size_t errlen)
+struct store_index *store_index_of(struct store *st, const char *account, char *err, size_t errlen)
 {
     char addr[STORE_ADDR_MAX + 1];
     if (store_addr_norm(account, addr, sizeof(addr), NULL) < 0) {
@@ -796,10 +941,12 @@ int store_mailbox_list(struct store *st, const char *account,
 {
     struct store_index *ix = store_index_of(st, account, err, errlen);
     sqlite3_stmt *s;
-    if (!ix || store_db_prepare(ix->db,
-                                "SELECT name, uidvalidity, uidnext, highestmodseq, special_use, "
-                                "subscribed FROM mailboxes ORDER BY name",
-                                &s, err, errlen) < 0)
+    if (!ix ||
+        store_db_prepare(ix->db,
+                         "SELECT name, uidvalidity, uidnext, highestmodseq, special_use, "
+                         "EXISTS(SELECT 1 FROM subscriptions s WHERE s.name = mailboxes.name) "
+                         "FROM mailboxes ORDER BY name",
+                         &s, err, errlen) < 0)
         return -1;
     int rc;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {

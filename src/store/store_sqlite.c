@@ -250,13 +250,16 @@ int store_db_open(const char *path, int create, sqlite3 **db_r, char *err, size_
     return 0;
 }
 
-/* Bring a database to schema version `want` by running `create` (a list of
- * statements) inside BEGIN IMMEDIATE when it is still at version 0; the
- * version is read again under the lock because another process may have
- * created it meanwhile. fill (may be NULL) runs in the same transaction
- * to add first rows. 0 or -1. */
+/* Bring a database to schema version `want` inside BEGIN IMMEDIATE: run
+ * `create` (a list of statements) when it is still at version 0, or
+ * migrate(db, v) when it is at an older version v. The version is read
+ * again under the lock because another process may have done it
+ * meanwhile. fill (may be NULL) runs after create in the same transaction
+ * to add first rows. 0 or -1 (rolled back). */
 int store_db_schema(sqlite3 *db, int want, const char *create,
-                    int (*fill)(sqlite3 *db, char *err, size_t errlen), char *err, size_t errlen)
+                    int (*fill)(sqlite3 *db, char *err, size_t errlen),
+                    int (*migrate)(sqlite3 *db, int from, char *err, size_t errlen), char *err,
+                    size_t errlen)
 {
     int v = store_db_user_version(db, err, errlen);
     if (v == want)
@@ -264,25 +267,41 @@ int store_db_schema(sqlite3 *db, int want, const char *create,
     if (v < 0 || store_db_begin(db, err, errlen) < 0)
         return -1;
     v = store_db_user_version(db, err, errlen);
+    int from = v;
     if (v == 0) {
-        char pragma[48];
-        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d", want);
-        if (store_db_exec(db, create, err, errlen) < 0 || (fill && fill(db, err, errlen) < 0) ||
-            store_db_exec(db, pragma, err, errlen) < 0)
+        if (store_db_exec(db, create, err, errlen) < 0 || (fill && fill(db, err, errlen) < 0))
             v = -1;
-        else
-            v = want;
     } else if (v > want) {
         store_fail(err, errlen, "%s: schema version %d is newer than this program's (%d)",
                    sqlite3_db_filename(db, "main"), v, want);
         v = -1;
+    } else if (v > 0 && v < want) {
+        if (!migrate) {
+            store_fail(err, errlen, "%s: schema version %d, no migration to %d",
+                       sqlite3_db_filename(db, "main"), v, want);
+            v = -1;
+        } else if (migrate(db, v, err, errlen) < 0) {
+            v = -1;
+        }
     }
-    /* v < want: migrations go here when version 2 exists. */
+    if (v >= 0 && v != want) {
+        char pragma[48];
+        snprintf(pragma, sizeof(pragma), "PRAGMA user_version=%d", want);
+        if (store_db_exec(db, pragma, err, errlen) < 0)
+            v = -1;
+    }
     if (v < 0) {
         store_db_rollback(db);
         return -1;
     }
-    return store_db_exec(db, "COMMIT", err, errlen);
+    if (store_db_exec(db, "COMMIT", err, errlen) < 0) {
+        store_db_rollback(db);
+        return -1;
+    }
+    if (from > 0 && from != want)
+        log_info("store", "event=schema_migrate db=%s from=%d to=%d",
+                 sqlite3_db_filename(db, "main"), from, want);
+    return 0;
 }
 
 /* mkdir that accepts an existing directory. */
@@ -340,7 +359,7 @@ static int store_accounts_open(struct store *st, char *err, size_t errlen)
     if (snprintf(path, sizeof(path), "%s/accounts.sqlite", st->dir) >= (int)sizeof(path))
         return store_fail(err, errlen, "path too long: %s", st->dir);
     if (store_db_open(path, 1, &st->db, err, errlen) < 0 ||
-        store_db_schema(st->db, ACCOUNTS_VERSION, accounts_schema, NULL, err, errlen) < 0)
+        store_db_schema(st->db, ACCOUNTS_VERSION, accounts_schema, NULL, NULL, err, errlen) < 0)
         return -1;
     if (store_db_prepare(st->db, "SELECT address, hash FROM accounts WHERE address = ?",
                          &st->lookup, err, errlen) < 0 ||

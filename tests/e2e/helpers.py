@@ -78,8 +78,14 @@ def port_is_free(port):
         s.close()
 
 
+# The listeners `correio init --port-offset N` sets up: SMTP 25+N, IMAP 143+N, IMAPS 993+N.
+BASE_PORTS = (25, 143, 993)
+_used_ports = set()  # ports of the offsets handed out in this process
+
+
 def alloc_port_offset():
-    """A --port-offset whose SMTP port (25 + offset) is free on 127.0.0.1.
+    """A --port-offset whose ports (25, 143 and 993 + offset) are free on
+    127.0.0.1 and not those of an offset handed out before in this process.
     Starts from a base derived from the pid so parallel runs do not collide."""
     with _port_lock:
         if _next_offset[0] is None:
@@ -89,7 +95,11 @@ def alloc_port_offset():
             _next_offset[0] += 1
             if _next_offset[0] > 60000:
                 _next_offset[0] = 20000
-            if port_is_free(25 + off):
+            ports = [b + off for b in BASE_PORTS]
+            if any(p in _used_ports for p in ports):
+                continue
+            if all(port_is_free(p) for p in ports):
+                _used_ports.update(ports)
                 return off
     raise RuntimeError("no free port found")
 
@@ -122,6 +132,9 @@ class Server:
         self.term_sent = False
         self.offset = alloc_port_offset()
         self.smtp_port = 25 + self.offset
+        self.imap_port = 143 + self.offset   # STARTTLS
+        self.imaps_port = 993 + self.offset  # implicit TLS
+        self.cert_path = os.path.join(self.dir, "tls", "cert.pem")
         argv = ["init", self.dir, "--hostname", hostname, "--port-offset", str(self.offset)]
         for d in domains:
             argv += ["--domain", d]
@@ -636,3 +649,514 @@ def guard(srv):
     if died:
         pytest.fail("%s: the server died during this test (status %s); log:\n%s"
                     % (srv.name, rc, text[-4000:]), pytrace=False)
+
+
+# --- IMAP ------------------------------------------------------------------------------
+# Clients: Python's imaplib (imap_ssl / imap_starttls) and RawIMAP, a byte-level
+# client that keeps every response line as the server sent it.
+import imaplib  # noqa: E402  (kept with the IMAP helpers)
+import smtplib  # noqa: E402
+
+IMAP_HOST = "127.0.0.1"
+IMAP_CAPS = ("IMAP4REV1", "SASL-IR", "LITERAL+", "ID", "ENABLE", "IDLE", "NAMESPACE", "UNSELECT",
+             "CHILDREN", "LIST-EXTENDED", "LIST-STATUS", "SPECIAL-USE", "UIDPLUS", "MOVE",
+             "CONDSTORE", "QRESYNC")
+SPECIAL_USE = {"Sent": "\\Sent", "Drafts": "\\Drafts", "Trash": "\\Trash", "Junk": "\\Junk",
+               "Archive": "\\Archive"}
+
+
+def imap_ssl(server, user=None, password=DEFAULT_PASSWORD, timeout=IO_TIMEOUT):
+    """imaplib over implicit TLS (port 993 + offset), logged in when user is given."""
+    m = imaplib.IMAP4_SSL(IMAP_HOST, server.imaps_port, ssl_context=unverified_tls_context(),
+                          timeout=timeout)
+    if user:
+        typ, data = m.login(user, password)
+        assert typ == "OK", "LOGIN %s: %r %r" % (user, typ, data)
+    return m
+
+
+def imap_starttls(server, user=None, password=DEFAULT_PASSWORD, timeout=IO_TIMEOUT):
+    """imaplib on port 143 + offset after STARTTLS, logged in when user is given."""
+    m = imaplib.IMAP4(IMAP_HOST, server.imap_port, timeout=timeout)
+    typ, data = m.starttls(ssl_context=unverified_tls_context())
+    assert typ == "OK", "STARTTLS: %r %r" % (typ, data)
+    if user:
+        typ, data = m.login(user, password)
+        assert typ == "OK", "LOGIN %s: %r %r" % (user, typ, data)
+    return m
+
+
+def new_account(server, prefix="u", domain="example.test"):
+    """A fresh account on a running server (its own empty mailboxes)."""
+    with _tok_lock:
+        _tok_counter[0] += 1
+        n = _tok_counter[0]
+    addr = "%s%d-%s@%s" % (prefix, n, os.urandom(3).hex(), domain)
+    server.add_user(addr)
+    return addr
+
+
+def smtp_deliver(server, rcpt, msg, mail_from="sender@example.org"):
+    """Deliver msg (bytes) to rcpt by SMTP on the server's MX port."""
+    with smtplib.SMTP(IMAP_HOST, server.smtp_port, local_hostname="client.example.org",
+                      timeout=IO_TIMEOUT) as s:
+        refused = s.sendmail(mail_from, [rcpt] if isinstance(rcpt, str) else rcpt, msg)
+    assert refused == {}, "refused: %r" % refused
+
+
+# -- parsing IMAP data --
+class _Parser:
+    """Parses IMAP response data: atoms -> str, quoted strings and literals ->
+    bytes, NIL -> None, parenthesized lists -> list."""
+
+    ATOM_END = b" ()\r\n"
+
+    def __init__(self, data, pos=0):
+        self.d = data
+        self.i = pos
+
+    def ws(self):
+        while self.i < len(self.d) and self.d[self.i:self.i + 1] in (b" ", b"\r", b"\n"):
+            self.i += 1
+
+    def value(self):
+        self.ws()
+        d, i = self.d, self.i
+        c = d[i:i + 1]
+        if c == b"(":
+            self.i += 1
+            out = []
+            while True:
+                self.ws()
+                if self.i >= len(d):
+                    raise ValueError("unterminated list in %r" % d[:300])
+                if d[self.i:self.i + 1] == b")":
+                    self.i += 1
+                    return out
+                out.append(self.value())
+        if c == b'"':
+            j = i + 1
+            buf = bytearray()
+            while True:
+                ch = d[j:j + 1]
+                if ch == b"":
+                    raise ValueError("unterminated string in %r" % d[:300])
+                if ch == b"\\":
+                    buf += d[j + 1:j + 2]
+                    j += 2
+                    continue
+                if ch == b'"':
+                    self.i = j + 1
+                    return bytes(buf)
+                buf += ch
+                j += 1
+        if c == b"{":
+            m = re.compile(rb"\{(\d+)\+?\}\r\n").match(d, i)
+            if not m:
+                raise ValueError("bad literal at %r" % d[i:i + 40])
+            n = int(m.group(1))
+            start = m.end()
+            self.i = start + n
+            return d[start:start + n]
+        # an atom; BODY[...]<...> keeps what is inside its brackets
+        j = i
+        depth = 0
+        while j < len(d):
+            ch = d[j:j + 1]
+            if ch == b"[":
+                depth += 1
+            elif ch == b"]":
+                depth -= 1
+            elif depth == 0 and ch in (b" ", b"(", b")", b"\r", b"\n"):
+                break
+            j += 1
+        if j == i:
+            raise ValueError("empty atom at %r" % d[i:i + 40])
+        self.i = j
+        atom = d[i:j].decode("utf-8", "replace")
+        return None if atom.upper() == "NIL" else atom
+
+
+def imap_parse(data):
+    """The values of IMAP response data, e.g. b'(A "b" NIL)' -> [['A', b'b', None]]."""
+    if isinstance(data, str):
+        data = data.encode()
+    p = _Parser(data)
+    out = []
+    while True:
+        p.ws()
+        if p.i >= len(data):
+            return out
+        out.append(p.value())
+
+
+def parse_fetch(resp):
+    """b'* 3 FETCH (UID 7 FLAGS (\\Seen) BODY[] {5}\\r\\nhello)' -> (3, {'UID': '7', ...})."""
+    m = re.match(rb"\* (\d+) FETCH ", resp)
+    assert m, "not a FETCH response: %r" % resp[:200]
+    p = _Parser(resp, m.end())
+    items = p.value()
+    assert isinstance(items, list) and len(items) % 2 == 0, "bad FETCH data: %r" % resp[:300]
+    out = {}
+    for k, v in zip(items[0::2], items[1::2]):
+        out[k.upper()] = v
+    return int(m.group(1)), out
+
+
+class IMAPResult:
+    """A command's responses: untagged (list of bytes, literals included) and the tagged line."""
+
+    def __init__(self, tag, untagged, tagged):
+        self.tag = tag
+        self.untagged = untagged
+        self.tagged = tagged
+        m = re.match(rb"\S+ (OK|NO|BAD)(?: \[([^\]]*)\])? ?(.*)$", tagged, re.S)
+        assert m, "malformed tagged response %r" % tagged
+        self.status = m.group(1).decode()
+        self.code = m.group(2).decode("utf-8", "replace") if m.group(2) is not None else None
+        self.text = m.group(3).decode("utf-8", "replace")
+
+    def __repr__(self):
+        return "IMAPResult(%r, untagged=%r)" % (self.tagged, [u[:300] for u in self.untagged])
+
+    @property
+    def ok(self):
+        return self.status == "OK"
+
+    def starting(self, prefix):
+        """Untagged responses that start with prefix (bytes or str), e.g. '* LIST '."""
+        if isinstance(prefix, str):
+            prefix = prefix.encode()
+        return [u for u in self.untagged if u.upper().startswith(prefix.upper())]
+
+    def matching(self, regex):
+        if isinstance(regex, str):
+            regex = regex.encode()
+        return [u for u in self.untagged if re.match(regex, u, re.I | re.S)]
+
+    def fetches(self):
+        return [parse_fetch(u) for u in self.matching(rb"\* \d+ FETCH ")]
+
+    def expunges(self):
+        return [int(u.split()[1]) for u in self.matching(rb"\* \d+ EXPUNGE$")]
+
+    def exists(self):
+        n = [int(u.split()[1]) for u in self.matching(rb"\* \d+ EXISTS$")]
+        return n[-1] if n else None
+
+    def search(self):
+        """The numbers of * SEARCH (or * ESEARCH ALL is not used here)."""
+        out = []
+        for u in self.starting("* SEARCH"):
+            out += [int(x) for x in re.findall(rb"\d+", u.split(b"(")[0][8:])]
+        return out
+
+    def code_of(self, name):
+        """The bracketed response code NAME ... in the tagged or an untagged OK/NO."""
+        for line in [self.tagged] + self.untagged:
+            m = re.search(rb"\[(" + name.encode() + rb"(?: [^\]]*)?)\]", line, re.I)
+            if m:
+                return m.group(1).decode()
+        return None
+
+
+class Literal:
+    """A literal argument for RawIMAP.command(): synchronizing unless plus."""
+
+    def __init__(self, data, plus=False):
+        self.data = data.encode("utf-8") if isinstance(data, str) else data
+        self.plus = plus
+
+
+class RawIMAP:
+    """A byte-level IMAP client. Every read has a timeout; every line sent and
+    received is kept in transcript."""
+
+    def __init__(self, port, tls=False, timeout=IO_TIMEOUT, greeting=True, host=IMAP_HOST):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.transcript = []
+        self.ntag = 0
+        if tls:
+            self.wrap_tls()
+        self.greeting = self.response() if greeting else None
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def wrap_tls(self):
+        self.sock = unverified_tls_context().wrap_socket(self.sock, server_hostname="mx.example.test")
+        self.sock.settimeout(self.timeout)
+
+    def next_tag(self):
+        self.ntag += 1
+        return "t%d" % self.ntag
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.transcript.append((">", data[:300]))
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except ConnectionResetError:
+            chunk = b""
+        if not chunk:
+            raise Closed("connection closed by server; unread: %r; transcript tail: %r"
+                         % (self.buf[:300], self.transcript[-6:]))
+        self.buf += chunk
+
+    def readline(self):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > 1 << 24:
+                raise AssertionError("response line without CRLF: %r" % self.buf[:200])
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        return line
+
+    def _read_exact(self, n):
+        while len(self.buf) < n:
+            self._fill()
+        data, self.buf = self.buf[:n], self.buf[n:]
+        return data
+
+    def response(self):
+        """One whole response, its literals included (b'* 1 FETCH (BODY[] {3}\\r\\nabc)')."""
+        out = b""
+        while True:
+            line = self.readline()
+            out += line
+            m = re.search(rb"\{(\d+)\}$", line)
+            if m and not line.startswith(b"+"):
+                out += b"\r\n" + self._read_exact(int(m.group(1)))
+                continue
+            self.transcript.append(("<", out[:300]))
+            return out
+
+    def read_tagged(self, tag, untagged=None):
+        untagged = [] if untagged is None else untagged
+        tb = tag.encode() + b" "
+        while True:
+            r = self.response()
+            if r.startswith(tb):
+                return IMAPResult(tag, untagged, r)
+            untagged.append(r)
+
+    def command(self, *parts, tag=None):
+        """Send TAG parts... CRLF; str/bytes parts are sent as they are (joined by
+        spaces), Literal parts as {n}/{n+} literals. Returns an IMAPResult; a
+        refused synchronizing literal ends the command early."""
+        tag = tag or self.next_tag()
+        untagged = []
+        pending = tag.encode()
+        for p in parts:
+            if isinstance(p, Literal):
+                pending += b" {%d%s}\r\n" % (len(p.data), b"+" if p.plus else b"")
+                if not p.plus:
+                    self.send(pending)
+                    pending = b""
+                    while True:
+                        r = self.response()
+                        if r.startswith(b"+"):
+                            break
+                        if r.startswith(tag.encode() + b" "):
+                            return IMAPResult(tag, untagged, r)
+                        untagged.append(r)
+                pending += p.data
+            else:
+                if isinstance(p, str):
+                    p = p.encode("utf-8")
+                pending += b" " + p
+        self.send(pending + b"\r\n")
+        return self.read_tagged(tag, untagged)
+
+    def cmd(self, line, tag=None):
+        """One command line (no literals)."""
+        return self.command(line, tag=tag)
+
+    def ok(self, line, *more):
+        r = self.command(line, *more)
+        assert r.ok, "%s: %r" % (line, r)
+        return r
+
+    def login(self, user, password=DEFAULT_PASSWORD):
+        r = self.command("LOGIN", quote(user), quote(password))
+        assert r.ok, "LOGIN %s: %r" % (user, r)
+        return r
+
+    def starttls(self):
+        r = self.cmd("STARTTLS")
+        assert r.ok, "STARTTLS: %r" % r
+        assert self.buf == b"", "data after the STARTTLS reply, before TLS: %r" % self.buf
+        self.wrap_tls()
+        return r
+
+    def select(self, mailbox="INBOX", extra=""):
+        return self.ok("SELECT %s%s" % (quote(mailbox), extra))
+
+    def append(self, mailbox, msg, flags=None, date=None, plus=False):
+        parts = ["APPEND", quote(mailbox)]
+        if flags is not None:
+            parts.append("(%s)" % " ".join(flags))
+        if date is not None:
+            parts.append('"%s"' % date)
+        return self.command(*parts, Literal(msg, plus=plus))
+
+    def pending(self, wait=0.5):
+        """Bytes the server sends within `wait` seconds (b"" if none; None if closed)."""
+        if self.buf:
+            data, self.buf = self.buf, b""
+            return data
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+            return data if data else None
+        except socket.timeout:
+            return b""
+        except (ConnectionResetError, ssl.SSLError):
+            return None
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def wait_response(self, regex, timeout=IO_TIMEOUT):
+        """Read responses until one matches regex; returns (it, the ones before).
+        Raises AssertionError on timeout."""
+        if isinstance(regex, str):
+            regex = regex.encode()
+        deadline = time.monotonic() + timeout
+        seen = []
+        try:
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise socket.timeout()
+                self.sock.settimeout(left)
+                r = self.response()
+                if re.match(regex, r, re.I | re.S):
+                    return r, seen
+                seen.append(r)
+        except socket.timeout:
+            raise AssertionError("no response matching %r within %.1f s; got %r"
+                                 % (regex, timeout, seen))
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def wait_closed(self, timeout=IO_TIMEOUT):
+        """Read until EOF; returns what came before it. Raises on timeout."""
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        self.buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("server did not close the connection; got %r" % data[-500:])
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                self.sock.settimeout(self.timeout)
+                return data
+            data += chunk
+
+
+def quote(s):
+    """An IMAP quoted string."""
+    if isinstance(s, bytes):
+        s = s.decode("utf-8")
+    return '"%s"' % s.replace("\\", "\\\\").replace('"', '\\"')
+
+
+def imap_raw(server, user=None, password=DEFAULT_PASSWORD, tls=True, timeout=IO_TIMEOUT):
+    """RawIMAP on the IMAPS port (tls=True) or the STARTTLS port after STARTTLS
+    (tls="starttls") or plain (tls=False); logged in when user is given."""
+    if tls == "starttls":
+        c = RawIMAP(server.imap_port, timeout=timeout)
+        c.starttls()
+    elif tls:
+        c = RawIMAP(server.imaps_port, tls=True, timeout=timeout)
+    else:
+        c = RawIMAP(server.imap_port, timeout=timeout)
+    if user:
+        c.login(user, password)
+    return c
+
+
+# -- IMAP response helpers shared by the test_imap_* modules --
+def select_info(r):
+    """EXISTS, RECENT, UIDVALIDITY, UIDNEXT, HIGHESTMODSEQ of a SELECT/EXAMINE result."""
+    info = {"EXISTS": r.exists()}
+    for u in r.untagged:
+        m = re.match(rb"\* (\d+) RECENT$", u)
+        if m:
+            info["RECENT"] = int(m.group(1))
+        m = re.match(rb"\* OK \[(UIDVALIDITY|UIDNEXT|HIGHESTMODSEQ|UNSEEN) (\d+)\]", u)
+        if m:
+            info[m.group(1).decode()] = int(m.group(2))
+    return info
+
+
+def status(c, mailbox, items="MESSAGES RECENT UIDNEXT UIDVALIDITY UNSEEN"):
+    r = c.ok("STATUS %s (%s)" % (quote(mailbox), items))
+    lines = r.starting("* STATUS ")
+    assert len(lines) == 1, r
+    vals = imap_parse(lines[0][len(b"* STATUS "):])
+    assert len(vals) == 2, lines[0]
+    name, data = vals
+    got = name if isinstance(name, str) else name.decode()
+    assert got == mailbox, "STATUS names %r, asked for %r" % (got, mailbox)
+    return {k.upper(): int(v) for k, v in zip(data[0::2], data[1::2])}
+
+
+def fetch1(c, what, seq="1", uid=False):
+    """FETCH of one message; returns its item dictionary."""
+    r = c.ok("%sFETCH %s %s" % ("UID " if uid else "", seq, what))
+    f = r.fetches()
+    assert len(f) >= 1, r
+    # unsolicited FETCHes of others may come too; keep the one asked for
+    if not uid:
+        f = [x for x in f if x[0] == int(seq)] or f
+    items = {}
+    for _, d in f:
+        items.update(d)
+    return items
+
+
+def flags_of(items):
+    return set(f.upper() for f in items["FLAGS"])
+
+
+def parse_uidset(s):
+    out = []
+    for part in s.split(","):
+        if ":" in part:
+            a, b = (int(x) for x in part.split(":"))
+            out += list(range(min(a, b), max(a, b) + 1))
+        else:
+            out.append(int(part))
+    return out
+
+
+def apply_expunges(uids, expunges):
+    """Apply * n EXPUNGE responses in order to a list of UIDs: (left, removed)."""
+    left, gone = list(uids), []
+    for n in expunges:
+        assert 1 <= n <= len(left), "* %d EXPUNGE with %d messages" % (n, len(left))
+        gone.append(left.pop(n - 1))
+    return left, gone
