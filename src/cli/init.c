@@ -228,8 +228,8 @@ int cli_init(int argc, char **argv)
         }
     }
     store_close(&st);
-    printf("wrote %s\nhostname %s, data in %s, SMTP on %s\n", path, cfg.hostname, cfg.data_dir,
-           cfg.listen_smtp);
+    printf("wrote %s\nhostname %s, data in %s\nSMTP on %s, IMAP on %s, IMAPS on %s\n", path,
+           cfg.hostname, cfg.data_dir, cfg.listen_smtp, cfg.listen_imap, cfg.listen_imaps);
     printf("add an account: correio -c %s user add USER@%s --password-stdin\n", path,
            a.domains[0]);
     return 0;

@@ -189,108 +189,6 @@ static int fetch_mods_parse(struct imap_session *s, struct fetch_req *q, const s
 
 /* --- shared with the other selected-state commands ----------------------------- */
 
-/* Resolve the sequence set argument into the view's UIDs. For sequence
- * numbers, one beyond the mailbox (or "*" in an empty one) is BAD (RFC
- * 3501 9, seq-number). -1 with r set on error. */
-static int fetch_resolve(struct imap_session *s, const struct imap_arg *a, uint32_t **uids_r,
-                         size_t *n_r, struct imap_reply *r)
-{
-    *uids_r = NULL;
-    *n_r = 0;
-    if (a->type != IMAP_ARG_ATOM) {
-        imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
-        return -1;
-    }
-    if (!s->uid) {
-        struct imap_seqset ss = IMAP_SEQSET_INIT;
-        if (imap_seqset_parse(a->str, &ss) < 0 || ss.saved) {
-            imap_seqset_free(&ss);
-            imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
-            return -1;
-        }
-        uint32_t n = (uint32_t)s->sel.n;
-        bool bad = imap_seqset_max(&ss, n) > n || (imap_seqset_has_star(&ss) && n == 0);
-        imap_seqset_free(&ss);
-        if (bad) {
-            imap_reply_set(r, IMAP_BAD, NULL, "Invalid message sequence number");
-            return -1;
-        }
-    }
-    if (imap_view_resolve(s, a->str, s->uid, uids_r, n_r) < 0) {
-        imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
-        return -1;
-    }
-    return 0;
-}
-
-/* The sync the core runs after this command (imap_session_execute). */
-static enum imap_sync_mode fetch_sync_mode(const struct imap_session *s)
-{
-    return s->uid && s->def->sync == IMAP_SYNC_NO_EXPUNGE ? IMAP_SYNC_FULL : s->def->sync;
-}
-
-static const struct store_msg *fetch_row(const struct store_msg_list *l, uint32_t uid)
-{
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (l->v[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < l->n && l->v[lo].uid == uid ? &l->v[lo] : NULL;
-}
-
-static bool fetch_uid_in(const uint32_t *v, size_t n, uint32_t uid)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (v[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && v[lo] == uid;
-}
-
-/* This session changed the flags of own[0..n) (sorted), whose state after
- * the change is in rows and was shown to the client. When nothing else
- * changed the mailbox since the view's MODSEQ, move the view past the
- * change so that imap_sync does not report the same flags again. */
-static void fetch_view_own(struct imap_session *s, struct store *st,
-                           const struct store_msg_list *rows, const uint32_t *own, size_t n)
-{
-    struct imap_view *v = &s->sel;
-    struct store_msg_list ch = {0};
-    uint32_t *gone = NULL;
-    size_t ngone = 0;
-    char err[256];
-    /* Read first: whatever it counts is in the changes read next. */
-    struct store_mailbox mb;
-    if (store_mailbox_get(st, s->account, v->name, &mb, err, sizeof(err)) != 1 ||
-        mb.id != v->mailbox_id)
-        return;
-    if (store_msgs_changed_since(st, s->account, v->mailbox_id, v->modseq, &ch, &gone, &ngone, err,
-                                 sizeof(err)) < 0)
-        return;
-    bool own_only = true;
-    uint64_t top = v->modseq;
-    for (size_t i = 0; own_only && i < ngone; i++)
-        own_only = imap_view_seq(v, gone[i]) == 0;
-    for (size_t i = 0; own_only && i < ch.n; i++) {
-        const struct store_msg *m = rows ? fetch_row(rows, ch.v[i].uid) : NULL;
-        own_only = m && m->modseq == ch.v[i].modseq && fetch_uid_in(own, n, m->uid);
-        if (ch.v[i].modseq > top)
-            top = ch.v[i].modseq;
-    }
-    if (own_only)
-        v->modseq = mb.highestmodseq > top ? mb.highestmodseq : top; /* expunges bump it too */
-    store_msg_list_free(&ch);
-    free(gone);
-}
-
 /* --- one message ------------------------------------------------------------------ */
 
 enum fetch_rc { FETCH_OK = 0, FETCH_GONE = -1, FETCH_FAIL = -2 };
@@ -832,7 +730,7 @@ static int fetch_set_seen(struct imap_session *s, struct store *st, const struct
     if (!seen)
         return -1;
     for (size_t i = 0; i < n; i++) {
-        const struct store_msg *m = fetch_row(l, uids[i]);
+        const struct store_msg *m = imap_msg_row(l, uids[i]);
         if (m && !(m->flags & STORE_FLAG_SEEN) &&
             (!q->changedsince_given || m->modseq > q->changedsince))
             seen[k++] = uids[i];
@@ -873,7 +771,7 @@ static void cmd_fetch(struct imap_session *s, struct store *st, const struct ima
         imap_reply_set(r, IMAP_BAD, NULL, "Invalid FETCH arguments");
         goto out;
     }
-    if (fetch_resolve(s, &a[0], &uids, &n, r) < 0)
+    if (imap_view_resolve_arg(s, &a[0], &uids, &n, r) < 0)
         goto out;
     if (q.want[FA_MODSEQ] || q.changedsince_given)
         s->condstore = true; /* RFC 7162 3.1: the first CONDSTORE command enables it */
@@ -881,7 +779,7 @@ static void cmd_fetch(struct imap_session *s, struct store *st, const struct ima
         fetch_vanished(s, st, a[0].str, q.changedsince);
     bool set_seen = q.seen && !s->sel.readonly;
     if (n && set_seen)
-        imap_sync(s, st, fetch_sync_mode(s)); /* so that our own change is not reported twice */
+        imap_sync(s, st, imap_cmd_sync_mode(s)); /* so that our own change is not reported twice */
     if (n && store_msgs_load(st, s->account, s->sel.mailbox_id, uids[0], uids[n - 1],
                              q.cache ? STORE_MSG_CACHE : 0, &l, err, sizeof(err)) < 0) {
         imap_reply_set(r, IMAP_NO, "SERVERBUG", "Cannot read the mailbox");
@@ -893,14 +791,14 @@ static void cmd_fetch(struct imap_session *s, struct store *st, const struct ima
     }
     bool gone = false, unknown_cte = false;
     for (size_t i = 0; i < n; i++) {
-        const struct store_msg *m = fetch_row(&l, uids[i]);
+        const struct store_msg *m = imap_msg_row(&l, uids[i]);
         if (!m) {
             gone = true; /* expunged by another session, not reported yet */
             continue;
         }
         if (q.changedsince_given && m->modseq <= q.changedsince)
             continue;
-        enum fetch_rc rc = fetch_one(s, st, &q, m, fetch_uid_in(seen, nseen, m->uid), &unknown_cte);
+        enum fetch_rc rc = fetch_one(s, st, &q, m, imap_uid_in(seen, nseen, m->uid), &unknown_cte);
         if (rc == FETCH_GONE) {
             gone = true;
         } else if (rc == FETCH_FAIL) {
@@ -909,7 +807,7 @@ static void cmd_fetch(struct imap_session *s, struct store *st, const struct ima
         }
     }
     if (nseen)
-        fetch_view_own(s, st, &l, seen, nseen);
+        imap_view_own(s, st, &l, seen, nseen);
     const char *name = s->uid ? "UID FETCH" : "FETCH";
     if (unknown_cte)
         imap_reply_set(r, IMAP_NO, "UNKNOWN-CTE", "Unknown Content-Transfer-Encoding");

@@ -19,108 +19,6 @@
 
 /* --- helpers --------------------------------------------------------------------- */
 
-/* Resolve the sequence set argument into the view's UIDs. For sequence
- * numbers, one beyond the mailbox (or "*" in an empty one) is BAD (RFC
- * 3501 9, seq-number). -1 with r set on error. */
-static int store_resolve(struct imap_session *s, const struct imap_arg *a, uint32_t **uids_r,
-                         size_t *n_r, struct imap_reply *r)
-{
-    *uids_r = NULL;
-    *n_r = 0;
-    if (a->type != IMAP_ARG_ATOM) {
-        imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
-        return -1;
-    }
-    if (!s->uid) {
-        struct imap_seqset ss = IMAP_SEQSET_INIT;
-        if (imap_seqset_parse(a->str, &ss) < 0 || ss.saved) {
-            imap_seqset_free(&ss);
-            imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
-            return -1;
-        }
-        uint32_t n = (uint32_t)s->sel.n;
-        bool bad = imap_seqset_max(&ss, n) > n || (imap_seqset_has_star(&ss) && n == 0);
-        imap_seqset_free(&ss);
-        if (bad) {
-            imap_reply_set(r, IMAP_BAD, NULL, "Invalid message sequence number");
-            return -1;
-        }
-    }
-    if (imap_view_resolve(s, a->str, s->uid, uids_r, n_r) < 0) {
-        imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
-        return -1;
-    }
-    return 0;
-}
-
-/* The sync the core runs after this command (imap_session_execute). */
-static enum imap_sync_mode store_sync_mode(const struct imap_session *s)
-{
-    return s->uid && s->def->sync == IMAP_SYNC_NO_EXPUNGE ? IMAP_SYNC_FULL : s->def->sync;
-}
-
-static const struct store_msg *store_row(const struct store_msg_list *l, uint32_t uid)
-{
-    size_t lo = 0, hi = l->n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (l->v[mid].uid < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < l->n && l->v[lo].uid == uid ? &l->v[lo] : NULL;
-}
-
-static bool store_uid_in(const uint32_t *v, size_t n, uint32_t uid)
-{
-    size_t lo = 0, hi = n;
-    while (lo < hi) {
-        size_t mid = lo + (hi - lo) / 2;
-        if (v[mid] < uid)
-            lo = mid + 1;
-        else
-            hi = mid;
-    }
-    return lo < n && v[lo] == uid;
-}
-
-/* This session changed the flags of own[0..n) (sorted), whose state after
- * the change is in rows (NULL when none) and is known to the client, and
- * expunged messages it removed from the view. When nothing else changed
- * the mailbox since the view's MODSEQ, move the view past the change so
- * that imap_sync does not report it again. */
-static void store_view_own(struct imap_session *s, struct store *st,
-                           const struct store_msg_list *rows, const uint32_t *own, size_t n)
-{
-    struct imap_view *v = &s->sel;
-    struct store_msg_list ch = {0};
-    uint32_t *gone = NULL;
-    size_t ngone = 0;
-    char err[256];
-    /* Read first: whatever it counts is in the changes read next. */
-    struct store_mailbox mb;
-    if (store_mailbox_get(st, s->account, v->name, &mb, err, sizeof(err)) != 1 ||
-        mb.id != v->mailbox_id)
-        return;
-    if (store_msgs_changed_since(st, s->account, v->mailbox_id, v->modseq, &ch, &gone, &ngone, err,
-                                 sizeof(err)) < 0)
-        return;
-    bool own_only = true;
-    uint64_t top = v->modseq;
-    for (size_t i = 0; own_only && i < ngone; i++)
-        own_only = imap_view_seq(v, gone[i]) == 0;
-    for (size_t i = 0; own_only && i < ch.n; i++) {
-        const struct store_msg *m = rows ? store_row(rows, ch.v[i].uid) : NULL;
-        own_only = m && m->modseq == ch.v[i].modseq && store_uid_in(own, n, m->uid);
-        if (ch.v[i].modseq > top)
-            top = ch.v[i].modseq;
-    }
-    if (own_only)
-        v->modseq = mb.highestmodseq > top ? mb.highestmodseq : top; /* expunges bump it too */
-    store_msg_list_free(&ch);
-    free(gone);
-}
 
 /* Report the expunge of uids[0..n) (sorted) and remove them from the
  * view: "* n EXPUNGE" in ascending order, each number counted after the
@@ -160,7 +58,7 @@ static void store_view_expunge(struct imap_session *s, const uint32_t *uids, siz
     /* Expunges of others held back for these UIDs are reported now. */
     size_t pw = 0;
     for (size_t i = 0; i < v->npending; i++)
-        if (!store_uid_in(uids, n, v->pending_expunges[i]))
+        if (!imap_uid_in(uids, n, v->pending_expunges[i]))
             v->pending_expunges[pw++] = v->pending_expunges[i];
     v->npending = pw;
 }
@@ -238,9 +136,9 @@ static void store_report(struct imap_session *s, const struct store_req *q, cons
 {
     struct imap_view *v = &s->sel;
     for (size_t i = 0; i < n; i++) {
-        const struct store_msg *m = store_row(rows, uids[i]);
+        const struct store_msg *m = imap_msg_row(rows, uids[i]);
         uint32_t seq = imap_view_seq(v, uids[i]);
-        if (!m || !seq || store_uid_in(failed, nfailed, uids[i]))
+        if (!m || !seq || imap_uid_in(failed, nfailed, uids[i]))
             continue;
         if (q->silent && !(s->condstore && m->modseq > before))
             continue;
@@ -305,7 +203,7 @@ static void cmd_store(struct imap_session *s, struct store *st, const struct ima
         free(q.keywords);
         return;
     }
-    if (store_resolve(s, &a[0], &uids, &n, r) < 0)
+    if (imap_view_resolve_arg(s, &a[0], &uids, &n, r) < 0)
         goto out;
     if (s->sel.readonly) {
         imap_reply_set(r, IMAP_NO, NULL, "Mailbox is read-only");
@@ -317,7 +215,7 @@ static void cmd_store(struct imap_session *s, struct store *st, const struct ima
         imap_reply_set(r, IMAP_OK, NULL, "STORE completed");
         goto out;
     }
-    imap_sync(s, st, store_sync_mode(s)); /* so that our own change is not reported twice */
+    imap_sync(s, st, imap_cmd_sync_mode(s)); /* so that our own change is not reported twice */
     uint64_t before = s->sel.modseq;
     if (q.unchangedsince_given && q.unchangedsince == 0) {
         /* RFC 7162 3.1.3: UNCHANGEDSINCE 0 always fails. */
@@ -345,10 +243,10 @@ static void cmd_store(struct imap_session *s, struct store *st, const struct ima
     store_report(s, &q, uids, n, &rows, failed, nfailed, before);
     own = malloc(n * sizeof(uint32_t));
     for (size_t i = 0; own && i < n; i++)
-        if (!store_uid_in(failed, nfailed, uids[i]))
+        if (!imap_uid_in(failed, nfailed, uids[i]))
             own[nown++] = uids[i];
     if (own)
-        store_view_own(s, st, &rows, own, nown);
+        imap_view_own(s, st, &rows, own, nown);
     if (nfailed)
         store_modified_code(s, failed, nfailed, r);
     else
@@ -378,7 +276,7 @@ static int store_copy_check(struct imap_session *s, struct store *st, const uint
     }
     size_t found = 0;
     for (size_t i = 0; i < n; i++)
-        found += store_row(&l, uids[i]) != NULL;
+        found += imap_msg_row(&l, uids[i]) != NULL;
     store_msg_list_free(&l);
     if (found < n && !s->uid) {
         imap_reply_set(r, IMAP_NO, "EXPUNGEISSUED", "Some messages were expunged");
@@ -421,7 +319,7 @@ static void store_copy(struct imap_session *s, struct store *st, const struct im
         imap_reply_set(r, IMAP_BAD, NULL, "Invalid %s arguments", verb);
         return;
     }
-    if (store_resolve(s, &a[0], &uids, &n, r) < 0)
+    if (imap_view_resolve_arg(s, &a[0], &uids, &n, r) < 0)
         goto out;
     if (move && s->sel.readonly) {
         imap_reply_set(r, IMAP_NO, NULL, "Mailbox is read-only");
@@ -461,7 +359,7 @@ static void store_copy(struct imap_session *s, struct store *st, const struct im
         if (c)
             buf_printf(&s->ex, "* OK [%s] Moved UIDs\r\n", c);
         store_view_expunge(s, uids, k);
-        store_view_own(s, st, NULL, NULL, 0);
+        imap_view_own(s, st, NULL, NULL, 0);
         imap_reply_set(r, IMAP_OK, NULL, "MOVE completed");
     } else if (c && strlen(c) < sizeof(r->code)) {
         imap_reply_set(r, IMAP_OK, c, "COPY completed");
@@ -507,7 +405,7 @@ static void cmd_expunge(struct imap_session *s, struct store *st, const struct i
         imap_reply_set(r, IMAP_BAD, NULL, "Invalid EXPUNGE arguments");
         return;
     }
-    if (s->uid && store_resolve(s, &cmd->args[1], &uids, &n, r) < 0)
+    if (s->uid && imap_view_resolve_arg(s, &cmd->args[1], &uids, &n, r) < 0)
         return;
     if (v->readonly) {
         imap_reply_set(r, IMAP_NO, NULL, "Mailbox is read-only");
@@ -529,7 +427,7 @@ static void cmd_expunge(struct imap_session *s, struct store *st, const struct i
     }
     del = malloc((n ? n : 1) * sizeof(uint32_t));
     for (size_t i = 0; del && i < n; i++) {
-        const struct store_msg *m = store_row(&l, uids[i]);
+        const struct store_msg *m = imap_msg_row(&l, uids[i]);
         if (m && (m->flags & STORE_FLAG_DELETED))
             del[k++] = uids[i];
     }
@@ -545,7 +443,7 @@ static void cmd_expunge(struct imap_session *s, struct store *st, const struct i
     if (k) {
         s->changed = true;
         store_view_expunge(s, del, k);
-        store_view_own(s, st, NULL, NULL, 0);
+        imap_view_own(s, st, NULL, NULL, 0);
     }
     imap_reply_set(r, IMAP_OK, NULL, "%s completed", s->uid ? "UID EXPUNGE" : "EXPUNGE");
 out:

@@ -166,6 +166,22 @@ int imap_view_resolve(struct imap_session *s, const char *set, bool uid, uint32_
 /* Sequence number of uid in the view, 0 when not there. */
 uint32_t imap_view_seq(const struct imap_view *v, uint32_t uid);
 void imap_view_clear(struct imap_view *v);
+/* Resolve a sequence-set argument into the view's UIDs; by sequence
+ * number, one beyond the mailbox (or "*" in an empty one) is BAD (RFC
+ * 3501 9). -1 with r set on error. */
+int imap_view_resolve_arg(struct imap_session *s, const struct imap_arg *a, uint32_t **uids_r,
+                          size_t *n_r, struct imap_reply *r);
+/* The sync the core runs after the current command. */
+enum imap_sync_mode imap_cmd_sync_mode(const struct imap_session *s);
+/* The row of uid in l (sorted by UID), or NULL. */
+const struct store_msg *imap_msg_row(const struct store_msg_list *l, uint32_t uid);
+/* Whether uid is in the sorted array v[0..n). */
+bool imap_uid_in(const uint32_t *v, size_t n, uint32_t uid);
+/* This session changed own[0..n) (sorted), now as in rows (may be NULL),
+ * and showed it to the client: when nothing else changed the mailbox, move
+ * the view's MODSEQ past it so imap_sync does not report it again. */
+void imap_view_own(struct imap_session *s, struct store *st, const struct store_msg_list *rows,
+                   const uint32_t *own, size_t n);
 /* Report other sessions' changes since the view's MODSEQ (see
  * imap_sync_mode) into s->ex, and bring the view up to date. */
 int imap_sync(struct imap_session *s, struct store *st, enum imap_sync_mode mode);

@@ -299,8 +299,7 @@ void imap_session_execute(struct imap_session *s, struct store *st)
     if (r.status == IMAP_NONE)
         return; /* AUTHENTICATE waiting for its line, IDLE started */
     if (s->state == IMAP_STATE_SELECTED && s->def->sync != IMAP_SYNC_NONE)
-        imap_sync(s, st, s->uid && s->def->sync == IMAP_SYNC_NO_EXPUNGE ? IMAP_SYNC_FULL
-                                                                        : s->def->sync);
+        imap_sync(s, st, imap_cmd_sync_mode(s));
     imap_tagged(&s->ex, s->tag, &r);
     if (r.status == IMAP_BAD && ++s->bad >= s->cfg->max_bad_commands) {
         buf_puts(&s->ex, "* BYE Too many invalid commands\r\n");

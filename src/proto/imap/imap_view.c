@@ -203,3 +203,108 @@ int imap_sync(struct imap_session *s, struct store *st, enum imap_sync_mode mode
     free(gone);
     return 0;
 }
+
+/* --- shared by the selected-state commands ---------------------------------- */
+
+/* Resolve the sequence set argument into the view's UIDs. For sequence
+ * numbers, one beyond the mailbox (or "*" in an empty one) is BAD (RFC
+ * 3501 9, seq-number). -1 with r set on error. */
+int imap_view_resolve_arg(struct imap_session *s, const struct imap_arg *a, uint32_t **uids_r,
+                         size_t *n_r, struct imap_reply *r)
+{
+    *uids_r = NULL;
+    *n_r = 0;
+    if (a->type != IMAP_ARG_ATOM) {
+        imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
+        return -1;
+    }
+    if (!s->uid) {
+        struct imap_seqset ss = IMAP_SEQSET_INIT;
+        if (imap_seqset_parse(a->str, &ss) < 0 || ss.saved) {
+            imap_seqset_free(&ss);
+            imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
+            return -1;
+        }
+        uint32_t n = (uint32_t)s->sel.n;
+        bool bad = imap_seqset_max(&ss, n) > n || (imap_seqset_has_star(&ss) && n == 0);
+        imap_seqset_free(&ss);
+        if (bad) {
+            imap_reply_set(r, IMAP_BAD, NULL, "Invalid message sequence number");
+            return -1;
+        }
+    }
+    if (imap_view_resolve(s, a->str, s->uid, uids_r, n_r) < 0) {
+        imap_reply_set(r, IMAP_BAD, NULL, "Invalid sequence set");
+        return -1;
+    }
+    return 0;
+}
+
+/* The sync the core runs after this command (imap_session_execute). */
+enum imap_sync_mode imap_cmd_sync_mode(const struct imap_session *s)
+{
+    return s->uid && s->def->sync == IMAP_SYNC_NO_EXPUNGE ? IMAP_SYNC_FULL : s->def->sync;
+}
+
+const struct store_msg *imap_msg_row(const struct store_msg_list *l, uint32_t uid)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (l->v[mid].uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->n && l->v[lo].uid == uid ? &l->v[lo] : NULL;
+}
+
+bool imap_uid_in(const uint32_t *v, size_t n, uint32_t uid)
+{
+    size_t lo = 0, hi = n;
+    while (lo < hi) {
+        size_t mid = lo + (hi - lo) / 2;
+        if (v[mid] < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < n && v[lo] == uid;
+}
+
+/* This session changed the flags of own[0..n) (sorted), whose state after
+ * the change is in rows (NULL when none) and is known to the client, and
+ * expunged messages it removed from the view. When nothing else changed
+ * the mailbox since the view's MODSEQ, move the view past the change so
+ * that imap_sync does not report it again. */
+void imap_view_own(struct imap_session *s, struct store *st,
+                           const struct store_msg_list *rows, const uint32_t *own, size_t n)
+{
+    struct imap_view *v = &s->sel;
+    struct store_msg_list ch = {0};
+    uint32_t *gone = NULL;
+    size_t ngone = 0;
+    char err[256];
+    /* Read first: whatever it counts is in the changes read next. */
+    struct store_mailbox mb;
+    if (store_mailbox_get(st, s->account, v->name, &mb, err, sizeof(err)) != 1 ||
+        mb.id != v->mailbox_id)
+        return;
+    if (store_msgs_changed_since(st, s->account, v->mailbox_id, v->modseq, &ch, &gone, &ngone, err,
+                                 sizeof(err)) < 0)
+        return;
+    bool own_only = true;
+    uint64_t top = v->modseq;
+    for (size_t i = 0; own_only && i < ngone; i++)
+        own_only = imap_view_seq(v, gone[i]) == 0;
+    for (size_t i = 0; own_only && i < ch.n; i++) {
+        const struct store_msg *m = rows ? imap_msg_row(rows, ch.v[i].uid) : NULL;
+        own_only = m && m->modseq == ch.v[i].modseq && imap_uid_in(own, n, m->uid);
+        if (ch.v[i].modseq > top)
+            top = ch.v[i].modseq;
+    }
+    if (own_only)
+        v->modseq = mb.highestmodseq > top ? mb.highestmodseq : top; /* expunges bump it too */
+    store_msg_list_free(&ch);
+    free(gone);
+}
