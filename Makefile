@@ -142,9 +142,11 @@ run: build/correio
 	./build/correio -c var/correio.conf serve
 
 # --- benchmarks ---------------------------------------------------------------------
-bench: bench-smtp
+bench: bench-smtp bench-imap
 bench-smtp: build/correio
 	bash bench/smtp.sh
+bench-imap: build/correio
+	bash bench/imap.sh
 
 install: build/correio
 	install -D -m 0755 build/correio $(DESTDIR)/usr/local/sbin/correio

@@ -181,6 +181,11 @@ static void conn_tls_established(struct conn *c)
         return;
     }
     conn_flush(c);
+    /* The client may have sent its first command in the same packet as its
+     * last handshake message: it is decrypted and waiting already, and no
+     * new read event will come for it. */
+    if (!c->closing && c->bev && evbuffer_get_length(bufferevent_get_input(c->bev)) > 0)
+        conn_read_cb(c->bev, c);
 }
 
 static void conn_read_cb(struct bufferevent *bev, void *arg)

@@ -2,12 +2,15 @@
 state, long lines, oversized literals, literals split across packets, input
 one byte at a time, pipelining, STARTTLS injection, too many connections.
 Every case gets the RFC's answer and the session (and server) goes on."""
+import re
 import socket
+import ssl
 import time
 
 import pytest
 
-from helpers import (Closed, Literal, RawIMAP, imap_raw, make_message, new_account, quote, token)
+from helpers import (Closed, Literal, RawIMAP, imap_raw, make_message, new_account, quote, token,
+                     unverified_tls_context)
 
 ALICE = "alice@example.test"
 APPEND_LIMIT = 100000
@@ -296,6 +299,58 @@ def test_starttls_discards_pipelined_plaintext(server):
         assert not r.starting("* LIST"), "injected CREATE ran: %r" % r
     finally:
         c.close()
+
+
+@pytest.mark.parametrize("port", ["starttls", "imaps"])
+def test_command_in_the_same_packet_as_the_tls_finished(server, port):
+    """TLS 1.3: the client may send its first command right behind its Finished
+    message, so both arrive in one read. The command must be answered (curl
+    after STARTTLS does this; it hung now and then)."""
+    sock = socket.create_connection(("127.0.0.1", server.imap_port if port == "starttls"
+                                     else server.imaps_port), timeout=10)
+    try:
+        pending = b""
+        if port == "starttls":
+            while b"\r\n" not in pending:
+                pending += sock.recv(4096)
+            sock.sendall(b"t1 STARTTLS\r\n")
+            while not re.search(rb"t1 OK[^\r]*\r\n", pending):
+                chunk = sock.recv(4096)
+                assert chunk, "closed before the STARTTLS answer: %r" % pending
+                pending += chunk
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = unverified_tls_context().wrap_bio(incoming, outgoing, server_hostname="mx.example.test")
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                if outgoing.pending:
+                    sock.sendall(outgoing.read())
+                chunk = sock.recv(65536)
+                assert chunk, "closed during the handshake"
+                incoming.write(chunk)
+        tls.write(b"t2 CAPABILITY\r\n")
+        sock.sendall(outgoing.read())  # Finished and the command in one packet
+        got = b""
+        deadline = time.monotonic() + 5
+        while b"t2 " not in got:
+            sock.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                chunk = sock.recv(65536)
+            except socket.timeout:
+                raise AssertionError("no answer to a command sent with the TLS Finished (%s): got %r"
+                                     % (port, got))
+            assert chunk, "closed: %r" % got
+            incoming.write(chunk)
+            try:
+                while True:
+                    got += tls.read(65536)
+            except ssl.SSLWantReadError:
+                pass
+        assert re.search(rb"(?m)^t2 OK", got), got
+    finally:
+        sock.close()
 
 
 def test_client_vanishes_mid_command(server):

@@ -249,12 +249,14 @@ static void test_list_hierarchy(void **state)
            "* LIST (\\HasChildren) \"/\" \"Work/2024\"\r\n"
            "* LIST (\\HasNoChildren) \"/\" \"Work/2024/Q1\"\r\n"
            "b OK LIST completed\r\n");
-    /* The reference is joined with "/" (or used as is when it ends in one). */
+    /* Reference and pattern are concatenated as they are (RFC 3501 6.3.8
+     * leaves a reference without a trailing "/" to the server): "Work%". */
     expect(f, "c LIST Work %\r\n",
-           "* LIST (\\HasChildren) \"/\" \"Work/2024\"\r\nc OK LIST completed\r\n");
+           "* LIST (\\HasChildren) \"/\" \"Work\"\r\nc OK LIST completed\r\n");
     expect(f, "d LIST Work/ %\r\n",
            "* LIST (\\HasChildren) \"/\" \"Work/2024\"\r\nd OK LIST completed\r\n");
     expect(f, "e LIST Lone *\r\n",
+           "* LIST (\\Noselect \\HasChildren) \"/\" \"Lone\"\r\n"
            "* LIST (\\Noselect \\HasChildren) \"/\" \"Lone/deep\"\r\n"
            "* LIST (\\HasNoChildren) \"/\" \"Lone/deep/box\"\r\n"
            "e OK LIST completed\r\n");
@@ -265,7 +267,7 @@ static void test_list_hierarchy(void **state)
            "* LIST (\\Noselect \\HasChildren) \"/\" \"Lone\"\r\ng OK LIST completed\r\n");
     /* INBOX's children, the reference in any case. */
     expect(f, "h LIST inbox %\r\n",
-           "* LIST (\\HasNoChildren) \"/\" \"INBOX/Sub\"\r\nh OK LIST completed\r\n");
+           "* LIST (\\HasChildren) \"/\" \"INBOX\"\r\nh OK LIST completed\r\n");
     expect(f, "i LIST \"\" Inbox*\r\n",
            "* LIST (\\HasChildren) \"/\" \"INBOX\"\r\n"
            "* LIST (\\HasNoChildren) \"/\" \"INBOX/Sub\"\r\n"

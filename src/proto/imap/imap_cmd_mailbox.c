@@ -659,8 +659,10 @@ static char *list_decode(const struct imap_arg *a)
     return out;
 }
 
-/* reference + pattern (RFC 3501 6.3.8), joined with "/" when the
- * reference does not end in one. 0, or -1 on a bad pattern. */
+/* reference + pattern, concatenated as they are (RFC 3501 6.3.8): a
+ * reference meant as a level ends in "/" itself, and LIST "INBOX" "*"
+ * means "INBOX*" — INBOX and its children, as curl and Dovecot expect.
+ * 0, or -1 on a bad pattern. */
 static int list_add_pattern(struct list_opts *o, const char *ref, const struct imap_arg *a)
 {
     char *pat = list_decode(a);
@@ -669,7 +671,7 @@ static int list_add_pattern(struct list_opts *o, const char *ref, const struct i
         return -1;
     }
     size_t rl = strlen(ref);
-    const char *sep = rl && ref[rl - 1] != '/' && pat[0] && pat[0] != '/' ? "/" : "";
+    const char *sep = "";
     char *full = malloc(rl + strlen(sep) + strlen(pat) + 1);
     if (full)
         sprintf(full, "%s%s%s", ref, sep, pat);
