@@ -12,6 +12,7 @@
 #          30% multipart with a base64 attachment) on one connection, pipelined
 #          with LITERAL+;
 #        - `FETCH 1:* (ENVELOPE)` twice on one connection, timed;
+#        - each command type of the mix alone, 20 times, on one connection;
 #        - 50 connections running a fixed-seed command mix for 20 s (SELECT,
 #          header FETCH of 50 UIDs, body FETCH, SEARCH FROM/UNSEEN/SUBJECT,
 #          STORE +/-FLAGS, APPEND), counting tagged OKs per command type;
@@ -35,6 +36,10 @@
 #   BENCH_IMAP_IDLE     (200)    idle connections for the memory figure
 #   BENCH_IMAP_SEED     (1)      seed of the corpus and of the mix
 #   BENCH_IMAP_WINDOW   (32)     APPENDs in flight while loading (LITERAL+)
+#   BENCH_IMAP_WEIGHTS  ("")     weights of the mix's command types, 9 integers: select,
+#                                fetch_headers, fetch_body, search_from, search_unseen,
+#                                search_subject, store_add, store_del, append
+#                                (default 3,25,30,5,5,5,10,10,7)
 #   BENCH_IMAP_SERVERS  ("correio dovecot")  which servers to run (the ratio needs both)
 #   BENCH_KEEP          (0)      1: keep the scratch folder (and say where)
 #   BENCH_TMPDIR        (/tmp)   where the scratch folder is made (a real disk, not tmpfs)
@@ -53,6 +58,7 @@ DUR=${BENCH_IMAP_DURATION:-20}
 IDLE=${BENCH_IMAP_IDLE:-200}
 SEED=${BENCH_IMAP_SEED:-1}
 WINDOW=${BENCH_IMAP_WINDOW:-32}
+WEIGHTS=${BENCH_IMAP_WEIGHTS:-}
 SERVERS=${BENCH_IMAP_SERVERS:-correio dovecot}
 KEEP=${BENCH_KEEP:-0}
 TMPBASE=${BENCH_TMPDIR:-/tmp}
@@ -72,6 +78,8 @@ for v in N CONNS DUR IDLE SEED WINDOW; do
     fi
 done
 [ "$N" -ge 100 ] || { echo "bench: BENCH_IMAP_MESSAGES must be at least 100" >&2; exit 2; }
+[ -z "$WEIGHTS" ] || [[ $WEIGHTS =~ ^[0-9]+(,[0-9]+){8}$ ]] \
+    || { echo "bench: BENCH_IMAP_WEIGHTS must be 9 comma-separated integers" >&2; exit 2; }
 [ "$WINDOW" -le 256 ] || { echo "bench: BENCH_IMAP_WINDOW must be at most 256" >&2; exit 2; }
 
 say() { printf '%s\n' "$*"; }
@@ -145,7 +153,7 @@ cleanup() {
         fi
     fi
     if [ "$STATUS" != ok ]; then
-        for f in "$W"/logs/correio.log "$W"/logs/dovecot.log "$W"/logs/gen-*.err; do
+        for f in "$W"/logs/correio.log "$W"/logs/correio-[0-9].log "$W"/logs/dovecot.log "$W"/logs/gen-*.err; do
             if [ -s "$f" ]; then
                 echo "---- last lines of ${f#"$W"/} ----" >&2
                 tail -n 25 "$f" >&2
@@ -209,7 +217,8 @@ wait_greeting() {
     return 1
 }
 
-# CPU accounting as in bench/smtp.sh: each server and its processes in a cgroup.
+# CPU accounting as in bench/smtp.sh: each server and its processes in a cgroup, whose
+# counter the load generator reads (-C) at the start and end of what it measures.
 CG_V1=/sys/fs/cgroup/cpuacct
 CG_V2=/sys/fs/cgroup
 cg_make() {
@@ -222,17 +231,6 @@ cg_make() {
     if [ -n "$d" ] && mkdir "$d" 2>/dev/null; then printf '%s' "$d"; fi
 }
 cg_join() { if [ -n "$1" ]; then { echo "$2" >"$1/cgroup.procs"; } 2>/dev/null || true; fi; }
-cg_usage() {
-    if [ -n "$1" ] && [ -f "$1/cpuacct.usage" ]; then
-        awk '{ printf "%.3f", $1 / 1e9 }' "$1/cpuacct.usage"
-    elif [ -n "$1" ] && [ -f "$1/cpu.stat" ]; then
-        awk '$1 == "usage_usec" { printf "%.3f", $2 / 1e6 }' "$1/cpu.stat"
-    else
-        printf 'n/a'
-    fi
-}
-cpu_delta() { [[ $1 == n/a || $2 == n/a ]] && { printf 'n/a'; return; }
-              awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b - a }'; }
 
 # Percent of all CPUs busy (not idle, not iowait) over one second.
 cpu_busy() {
@@ -292,38 +290,46 @@ gen() {
     return 0
 }
 
-# The same work against one server on port $1, named $2, server process tree root $3 (a
-# function printing it), cgroup $4. Sets <NAME>_* results.
+# The same work against one server on port $1, named $2: its process tree's root is
+# printed by function $3, its cgroup is $4, function $5 restarts it. Sets <NAME>_* results.
 bench_server() {
-    local port=$1 name=$2 rootf=$3 cg=$4 c0 c1 root mem0 mem1 deadline
+    local port=$1 name=$2 rootf=$3 cg=$4 restartf=$5 root mem0 mem1 deadline
     local NAME=${name^^}
 
     say "== $name on 127.0.0.1:$port"
-    c0=$(cg_usage "$cg")
-    gen "$name" append "$APPEND_TIMEOUT" append -p "$port" -n "$N" -s "$SEED" -W "$WINDOW" -T "$CMD_TIMEOUT"
-    c1=$(cg_usage "$cg")
-    printf -v "${NAME}_APPEND_CPU" '%s' "$(cpu_delta "$c0" "$c1")"
+    # The generator reads the server's cgroup CPU counter when its measured span
+    # starts and ends (logins and its own set-up left out).
+    local cpuf=()
+    if [ -n "$cg" ] && [ -f "$cg/cpuacct.usage" ]; then cpuf=(-C "$cg/cpuacct.usage");
+    elif [ -n "$cg" ] && [ -f "$cg/cpu.stat" ]; then cpuf=(-C "$cg/cpu.stat"); fi
+    gen "$name" append "$APPEND_TIMEOUT" append -p "$port" -n "$N" -s "$SEED" -W "$WINDOW" -T "$CMD_TIMEOUT" \
+        "${cpuf[@]}"
     server_alive "$name" || die "$name exited during the APPEND load"
 
     gen "$name" envelope "$ENVELOPE_TIMEOUT" envelope -p "$port" -n "$N" -T "$CMD_TIMEOUT"
     server_alive "$name" || die "$name exited during FETCH 1:* (ENVELOPE)"
 
+    gen "$name" probe "$ENVELOPE_TIMEOUT" probe -p "$port" -n "$N" -s "$SEED" -T "$CMD_TIMEOUT"
+    server_alive "$name" || die "$name exited during the one-connection probe"
+
     sync
     printf -v "${NAME}_BUSY" '%s' "$(cpu_busy)"
-    c0=$(cg_usage "$cg")
     gen "$name" mix $((DUR + 2 * CMD_TIMEOUT + 60)) mix -p "$port" -c "$CONNS" -d "$DUR" -s "$SEED" -n "$N" \
-        -T "$CMD_TIMEOUT"
-    c1=$(cg_usage "$cg")
-    printf -v "${NAME}_MIX_CPU" '%s' "$(cpu_delta "$c0" "$c1")"
+        -T "$CMD_TIMEOUT" ${WEIGHTS:+-w "$WEIGHTS"} "${cpuf[@]}"
     server_alive "$name" || die "$name exited during the command mix"
 
-    # Idle connections: memory of the server's process tree before and with them.
-    sleep 2   # the mix's connections are gone (Dovecot: their imap processes exited)
+    # Idle connections: memory of the server's process tree before and with them, in
+    # a server restarted on the same data (memory that the mix's sessions freed would
+    # be reused by the idle ones and hide their cost). One connection logs in, selects
+    # INBOX and logs out first, so that what every session shares is loaded "before".
+    $restartf
+    gen "$name" warmup 60 idle -p "$port" -c 1 -H 0 -T "$CMD_TIMEOUT"
+    sleep 2   # Dovecot: the warm-up's imap process has exited
     root=$($rootf)
     mem0=$(mem_tree "$root")
     rm -f "$W/idle-release"
-    note_cmd "imap_load idle -p $port -c $IDLE -f \$W/idle-release -H $IDLE_TIMEOUT  (memory measured once all are selected)"
-    "$GEN" idle -p "$port" -c "$IDLE" -f "$W/idle-release" -H "$IDLE_TIMEOUT" -T "$CMD_TIMEOUT" \
+    note_cmd "imap_load idle -p $port -c $IDLE -P $CONNS -f \$W/idle-release -H $IDLE_TIMEOUT  (memory measured once all are selected)"
+    "$GEN" idle -p "$port" -c "$IDLE" -P "$CONNS" -f "$W/idle-release" -H "$IDLE_TIMEOUT" -T "$CMD_TIMEOUT" \
         >"$W/logs/gen-$name-idle.out" 2>"$W/logs/gen-$name-idle.err" 3>&- &
     GPID=$!
     deadline=$(( $(date +%s) + IDLE_TIMEOUT ))
@@ -359,9 +365,38 @@ correio_root() { printf '%s' "$CPID"; }
 say "== correio-imapbench in $W ($fstype): $N messages, mix of $CONNS connections for ${DUR}s, $IDLE idle connections; servers: $SERVERS"
 say "== plaintext LOGIN without TLS on 127.0.0.1 for both servers (TLS cost left out of the figures)"
 
+CLOG_N=0   # correio's log: correio.log, then correio-2.log after the restart
+correio_start() {
+    local cc=$W/correio/correio.conf log deadline
+    CLOG_N=$((CLOG_N + 1))
+    log=$W/logs/correio$([ "$CLOG_N" = 1 ] || echo "-$CLOG_N").log
+    note_cmd "$(printf '%q ' "$CORREIO" -c "$cc" serve)2>\$W/logs/${log##*/} &"
+    "$CORREIO" -c "$cc" serve 2>"$log" 3>&- &
+    CPID=$!
+    cg_join "$C_CG" "$CPID"
+    deadline=$(( $(date +%s) + START_TIMEOUT ))
+    until grep -q 'event=ready' "$log" 2>/dev/null; do
+        kill -0 "$CPID" 2>/dev/null || die "correio exited at start"
+        [ "$(date +%s)" -lt "$deadline" ] || die "correio: no event=ready in its log after ${START_TIMEOUT}s"
+        sleep 0.1
+    done
+    wait_greeting "$CPORT" "$CPID" || die "correio does not greet on 127.0.0.1:$CPORT"
+}
+correio_stop() {
+    local rc=0
+    note_cmd "kill -TERM <correio serve>"
+    kill -TERM "$CPID"
+    for _ in $(seq 300); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$CPID" 2>/dev/null && die "correio still running 30 s after SIGTERM"
+    wait "$CPID" || rc=$?
+    CPID=""
+    [ "$rc" = 0 ] || die "correio exited with status $rc on SIGTERM"
+}
+correio_restart() { correio_stop; correio_start; }
+
 # --- 2. correio --------------------------------------------------------------------------------------
 bench_correio() {
-    local cc=$W/correio/correio.conf rc
+    local cc=$W/correio/correio.conf
     run_logged "$CORREIO" init "$W/correio" --domain "$DOMAIN" --port-offset "$OFFSET" \
         --set server.log_level=warn --set imap.max_connections_per_ip=$((IDLE > CONNS ? IDLE : CONNS)) \
         --set imap.allow_plaintext_auth=yes >"$W/logs/correio-init.log" 2>&1 \
@@ -370,32 +405,37 @@ bench_correio() {
         >"$W/logs/correio-user.log" 2>&1 \
         || { cat "$W/logs/correio-user.log" >&2; die "correio user add failed"; }
     CMDS[-1]+="  (a random password on standard input)"
-    note_cmd "$(printf '%q ' "$CORREIO" -c "$cc" serve)2>\$W/logs/correio.log &"
     C_CG=$(cg_make correio)
     [ -z "$C_CG" ] || CGROUPS+=("$C_CG")
-    "$CORREIO" -c "$cc" serve 2>"$W/logs/correio.log" 3>&- &
-    CPID=$!
-    cg_join "$C_CG" "$CPID"
-    local deadline=$(( $(date +%s) + START_TIMEOUT ))
-    until grep -q 'event=ready' "$W/logs/correio.log" 2>/dev/null; do
-        kill -0 "$CPID" 2>/dev/null || die "correio exited at start"
-        [ "$(date +%s)" -lt "$deadline" ] || die "correio: no event=ready in its log after ${START_TIMEOUT}s"
-        sleep 0.1
-    done
-    wait_greeting "$CPORT" "$CPID" || die "correio does not greet on 127.0.0.1:$CPORT"
+    correio_start
 
-    bench_server "$CPORT" correio correio_root "$C_CG"
+    bench_server "$CPORT" correio correio_root "$C_CG" correio_restart
 
-    kill -TERM "$CPID"
-    for _ in $(seq 300); do kill -0 "$CPID" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$CPID" 2>/dev/null && die "correio still running 30 s after SIGTERM"
-    rc=0
-    wait "$CPID" || rc=$?
-    CPID=""
-    [ "$rc" = 0 ] || die "correio exited with status $rc on SIGTERM"
-    C_WARN=$(grep -cE '^[^ ]+ warn ' "$W/logs/correio.log" || true)
-    C_ERR=$(grep -cE '^[^ ]+ error ' "$W/logs/correio.log" || true)
+    correio_stop
+    C_WARN=$(cat "$W"/logs/correio*.log | grep -cE '^[^ ]+ warn ' || true)
+    C_ERR=$(cat "$W"/logs/correio*.log | grep -cE '^[^ ]+ error ' || true)
 }
+
+dovecot_start() {
+    note_cmd "dovecot -c \$W/dovecot/dovecot.conf"
+    DV_STARTED=1
+    # The subshell joins the cgroup, then becomes dovecot: the master and every
+    # process it spawns are counted.
+    (cg_join "$D_CG" "$BASHPID"; exec dovecot -c "$DC") >"$W/logs/dovecot-start.log" 2>&1 3>&- \
+        || { cat "$W/logs/dovecot-start.log" >&2; die "dovecot did not start"; }
+    wait_greeting "$DPORT" || die "Dovecot does not greet on 127.0.0.1:$DPORT"
+    server_alive dovecot || die "Dovecot master not running"
+}
+dovecot_stop() {
+    local mp
+    note_cmd "doveadm -c \$W/dovecot/dovecot.conf stop"
+    mp=$(dovecot_master)
+    timeout 30 doveadm -c "$DC" stop >/dev/null 2>&1 || die "doveadm stop failed"
+    for _ in $(seq 300); do kill -0 "$mp" 2>/dev/null || break; sleep 0.1; done
+    kill -0 "$mp" 2>/dev/null && die "Dovecot still running 30 s after doveadm stop"
+    DV_STARTED=0
+}
+dovecot_restart() { dovecot_stop; dovecot_start; }
 
 # --- 3. Dovecot: a private instance ----------------------------------------------------------------
 bench_dovecot() {
@@ -457,26 +497,13 @@ protocol imap {
 EOF
     doveconf -c "$DC" -n >"$W/logs/doveconf.log" 2>&1 \
         || { cat "$W/logs/doveconf.log" >&2; die "doveconf rejects $DC"; }
-    note_cmd "dovecot -c \$W/dovecot/dovecot.conf"
-    DV_STARTED=1
     D_CG=$(cg_make dovecot)
     [ -z "$D_CG" ] || CGROUPS+=("$D_CG")
-    # The subshell joins the cgroup, then becomes dovecot: the master and every
-    # process it spawns are counted.
-    (cg_join "$D_CG" "$BASHPID"; exec dovecot -c "$DC") >"$W/logs/dovecot-start.log" 2>&1 3>&- \
-        || { cat "$W/logs/dovecot-start.log" >&2; die "dovecot did not start"; }
-    wait_greeting "$DPORT" || die "Dovecot does not greet on 127.0.0.1:$DPORT"
-    server_alive dovecot || die "Dovecot master not running"
+    dovecot_start
 
-    bench_server "$DPORT" dovecot dovecot_master "$D_CG"
+    bench_server "$DPORT" dovecot dovecot_master "$D_CG" dovecot_restart
 
-    note_cmd "doveadm -c \$W/dovecot/dovecot.conf stop"
-    local mp
-    mp=$(dovecot_master)
-    timeout 30 doveadm -c "$DC" stop >/dev/null 2>&1 || die "doveadm stop failed"
-    for _ in $(seq 300); do kill -0 "$mp" 2>/dev/null || break; sleep 0.1; done
-    kill -0 "$mp" 2>/dev/null && die "Dovecot still running 30 s after doveadm stop"
-    DV_STARTED=0
+    dovecot_stop
     # doveadm stop's own SIGTERM to the master is logged as a Warning: not counted.
     D_WARN=$(grep -E 'Warning:' "$W/logs/dovecot.log" | grep -cv 'master: Warning: Killed with signal 15' || true)
     D_ERR=$(grep -cE '(Error|Fatal|Panic):' "$W/logs/dovecot.log" || true)
@@ -491,20 +518,22 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || a == "n/a" 
                                            else printf "%.2f", a / b }'; }
 div() { awk -v a="$1" -v b="$2" -v f="${3:-%.1f}" 'BEGIN { if (a == "n/a" || b == "n/a" || b + 0 == 0) print "n/a";
                                                         else printf f, a / b }'; }
+# shellcheck disable=SC2086  # the MEM values are "RSS PSS N", split on purpose
 val() {   # val SERVER WHAT
-    local s=$1 f=$W/logs/gen-$1
+    local s=$1 f=$W/logs/gen-$1 v a b
     case $2 in
     append_rate) kv "$f-append.out" append rate ;;
     append_s) kv "$f-append.out" append seconds ;;
     append_mib) kv "$f-append.out" append mib_s ;;
-    append_cpu) v=${s^^}_APPEND_CPU; printf '%s' "${!v:-n/a}" ;;
+    append_cpu) v=$(kv "$f-append.out" server cpu_s); printf '%s' "${v:-n/a}" ;;
     env1) kv "$f-envelope.out" envelope first_s ;;
     env2) kv "$f-envelope.out" envelope second_s ;;
     mix_total) kv "$f-mix.out" total rate ;;
-    mix_cpu) v=${s^^}_MIX_CPU; printf '%s' "${!v:-n/a}" ;;
-    mix_per_cpu) v=${s^^}_MIX_CPU; div "$(kv "$f-mix.out" total ok)" "${!v:-n/a}" "%.0f" ;;
+    mix_cpu) v=$(kv "$f-mix.out" server cpu_s); printf '%s' "${v:-n/a}" ;;
+    mix_per_cpu) v=$(kv "$f-mix.out" server cpu_s); div "$(kv "$f-mix.out" total ok)" "${v:-n/a}" "%.0f" ;;
     mix_errors) kv "$f-mix.out" total errors ;;
     gen_busy) kv "$f-mix.out" generator busy_pct_of_one_cpu ;;
+    gen_busy_append) kv "$f-append.out" generator busy_pct_of_one_cpu ;;
     rss0) v=${s^^}_MEM0; set -- ${!v}; div "$1" 1024 ;;
     rss1) v=${s^^}_MEM1; set -- ${!v}; div "$1" 1024 ;;
     procs0) v=${s^^}_MEM0; set -- ${!v}; printf '%s' "$3" ;;
@@ -514,6 +543,7 @@ val() {   # val SERVER WHAT
     type:*) kv "$f-mix.out" type rate "${2#type:}" ;;
     lat50:*) kv "$f-mix.out" type p50_ms "${2#lat50:}" ;;
     lat99:*) kv "$f-mix.out" type p99_ms "${2#lat99:}" ;;
+    alone:*) kv "$f-probe.out" type p50_ms "${2#alone:}" ;;
     esac
 }
 both() { want correio && want dovecot; }
@@ -559,7 +589,7 @@ line "mix, all commands, tagged OK/s (higher)" mix_total
 for t in select fetch_headers fetch_body search_from search_unseen search_subject store_add store_del append; do
     line "  $t /s" "type:$t"
 done
-line "  server CPU s during the mix" mix_cpu
+line "  server CPU s during the ${DUR} s" mix_cpu
 line "  commands per server CPU second (higher)" mix_per_cpu
 line "idle: memory before, RSS MiB (sum)" rss0
 line "  processes before" procs0
@@ -567,6 +597,11 @@ line "  memory with $IDLE idle, RSS MiB (sum)" rss1
 line "  processes with $IDLE idle" procs1
 line "  RSS per idle connection, KiB (lower)" rss_per
 line "  PSS per idle connection, KiB (lower)" pss_per
+say ""
+say "one command at a time on one connection (probe), ms (p50 of 20):"
+for t in select fetch_headers fetch_body search_from search_unseen search_subject store_add store_del append; do
+    line "  $t" "alone:$t"
+done
 say ""
 say "mix latency, ms (p50 / p99):"
 for t in select fetch_headers fetch_body search_from search_unseen search_subject store_add store_del append; do
@@ -580,18 +615,26 @@ say "APPEND: the corpus on one connection, up to $WINDOW APPENDs in flight (LITE
 say "         INTERNALDATE given; then SELECT INBOX must show $N EXISTS."
 say "ENVELOPE: one connection, SELECT INBOX, then FETCH 1:* (ENVELOPE) twice, right after the load"
 say "         (message files still in the page cache); each must return $N ENVELOPEs."
+say "probe:   one connection, INBOX selected, 20 commands of each type of the mix, one at a"
+say "         time, type after type, after the ENVELOPE runs and before the mix."
+wsrv=correio; want correio || wsrv=dovecot
 say "mix:     $CONNS connections, each logged in with INBOX selected, one command in flight each,"
-say "         for ${DUR}s; weights %: select 3, fetch_headers 25 (UID FETCH a:a+49 (UID FLAGS RFC822.SIZE"
-say "         BODY.PEEK[HEADER.FIELDS (From To Subject Date Message-ID)])), fetch_body 30 (UID FETCH u"
-say "         BODY.PEEK[]), search_from 5 (SEARCH FROM \"senderNN\"), search_unseen 5, search_subject 5"
-say "         (SEARCH SUBJECT \"word\"), store_add 10 / store_del 10 (UID STORE u +/-FLAGS (\\Seen)),"
-say "         append 7 (1-2 KiB). Only tagged OKs with the expected content count: 50 header"
+say "         for ${DUR}s; weights: $(grep -m1 '^weights' "$W/logs/gen-$wsrv-mix.out" | cut -d' ' -f2-)"
+say "         (fetch_headers: UID FETCH a:a+49 (UID FLAGS RFC822.SIZE BODY.PEEK[HEADER.FIELDS (From To"
+say "         Subject Date Message-ID)]); fetch_body: UID FETCH u BODY.PEEK[]; search_from: SEARCH FROM"
+say "         \"senderNN\"; search_subject: SEARCH SUBJECT \"word\"; store_add/del: UID STORE u +/-FLAGS"
+say "         (\\Seen); append: 1-2 KiB). Only tagged OKs with the expected content count: 50 header"
 say "         literals, a body literal of the message's size, the corpus's SEARCH hit counts."
-want correio && say "         load generator: one thread, epoll; $(val correio gen_busy)% of one CPU busy during correio's mix"
-want dovecot && say "         load generator: one thread, epoll; $(val dovecot gen_busy)% of one CPU busy during Dovecot's mix"
-say "idle:    $IDLE connections logged in with INBOX selected; the server's processes (correio: one;"
-say "         Dovecot: master and all its children) summed from /proc/PID/status VmRSS and"
-say "         smaps_rollup Pss, 2 s after the last SELECT, minus the same sum before, / $IDLE."
+for s in correio dovecot; do
+    want $s && say "         load generator (one thread, epoll), $s: $(val $s gen_busy)% of one CPU during the mix, $(val $s gen_busy_append)% during the APPEND load"
+done
+say "server CPU s: CPU seconds (user + system) of the server's processes, from a cgroup of its"
+say "         own, read by the generator when the measured span starts and ends."
+say "idle:    the server restarted on the same data; one connection logs in, selects INBOX and"
+say "         logs out (warm-up); then $IDLE connections log in ($CONNS at most at once) and select"
+say "         INBOX and stay. The server's processes (correio: one; Dovecot: master and all its"
+say "         children) summed from /proc/PID/status VmRSS and smaps_rollup Pss, 2 s after the"
+say "         last SELECT, minus the same sum before them, / $IDLE."
 want correio && say "checks:   correio: $C_WARN warn and $C_ERR error log lines"
 want dovecot && say "checks:   Dovecot: $D_WARN Warning and $D_ERR Error/Fatal/Panic log lines"
 say ""
@@ -603,7 +646,7 @@ fail=""
 if want correio && [ $((C_WARN + C_ERR)) != 0 ]; then
     say ""
     say "correio warn/error log lines (first 20):"
-    grep -E '^[^ ]+ (warn|error) ' "$W/logs/correio.log" | head -20
+    grep -hE '^[^ ]+ (warn|error) ' "$W"/logs/correio*.log | head -20
     [ "$C_ERR" = 0 ] || fail+=" correio logged $C_ERR error lines;"
 fi
 if want dovecot && [ $((D_WARN + D_ERR)) != 0 ]; then

@@ -11,6 +11,8 @@
  *             then SELECT INBOX and checks that EXISTS is N.
  *   envelope  one connection: SELECT INBOX, then `FETCH 1:* (ENVELOPE)` twice,
  *             timed from the command to its tagged OK; checks N ENVELOPEs.
+ *   probe     one connection, SELECTed: 20 commands of each type of the mix, one
+ *             at a time, each type in turn; the latency of each alone.
  *   mix       -c connections, each SELECTed, run a fixed-seed mix of commands
  *             for -d seconds, one command in flight per connection (a client
  *             waits for the answer): SELECT, header FETCH of 50 UIDs, whole
@@ -22,7 +24,13 @@
  *             until the file given with -f exists (or -H seconds pass), then
  *             LOGOUT. The script measures the server's memory meanwhile.
  *
- * Output: `key=value` lines the script parses (see print_results). Exit
+ *   dump      `imap_load dump SEED INDEX` prints one corpus message, to look at.
+ *
+ * -w changes the mix's weights; -P limits the connections logging in at once;
+ * -C names the server's cgroup CPU counter, read when the measured span
+ * starts and ends (the "server cpu_s" line).
+ *
+ * Output: `key=value` lines the script parses (see the end of main). Exit
  * status 0 when every command got a tagged OK with the expected content, 1
  * when some did not (the first ones are printed on stderr), 2 on usage
  * errors, 3 when the run had to stop (server gone, no answer in time).
@@ -63,6 +71,8 @@ static int o_window = 32;
 static double o_cmd_timeout = 120; /* seconds without a tagged answer: the run stops */
 static const char *o_until_file;
 static double o_hold = 60;
+static int o_pace; /* at most this many connections logging in at once (0: all) */
+static const char *o_cpu_file; /* the server's cgroup CPU counter, read at both ends */
 
 /* ---- small helpers --------------------------------------------------------------- */
 static double now(void)
@@ -360,8 +370,9 @@ static const char *const type_names[T_NTYPES] = {
     "select",       "fetch_headers", "fetch_body", "search_from", "search_unseen",
     "search_subject", "store_add",   "store_del",  "append",      "login",
     "setup_select", "bulk_append",   "envelope",   "logout"};
-/* Weights of the mix, in percent. */
-static const int mix_weight[T_NMIX] = {3, 25, 30, 5, 5, 5, 10, 10, 7};
+/* Weights of the mix (percent by default; -w changes them). */
+static int mix_weight[T_NMIX] = {3, 25, 30, 5, 5, 5, 10, 10, 7};
+static unsigned mix_total_weight = 100;
 
 struct stat_t {
     long ok, no, bad, wrong;
@@ -407,7 +418,7 @@ struct conn {
 
 static struct conn *conns;
 static int epfd;
-static int n_ready, n_done;
+static int n_ready, n_done, n_opened;
 static double t_start, t_end;
 static int running; /* the measured phase is on */
 static int stopping;
@@ -481,6 +492,8 @@ static void send_cmd(struct conn *c, int type, long expect, const char *text, co
 }
 
 static void mix_next(struct conn *c);
+static void probe_next(struct conn *c);
+static void issue(struct conn *c, unsigned type);
 static void bulk_fill(struct conn *c);
 
 static void start_logout(struct conn *c)
@@ -528,7 +541,7 @@ static void on_tagged(struct conn *c)
     c->qn--;
     double t = now();
     /* The mix counts commands answered within the measured span only. */
-    int counted = p->type >= T_NMIX || (running && t <= t_end);
+    int counted = p->type >= T_NMIX || (running && (t <= t_end || !strcmp(o_mode, "probe")));
     struct stat_t *s = &stats[p->type];
     if (c->cur_status != 0) {
         if (counted || p->type < T_NMIX) {
@@ -585,6 +598,8 @@ static void on_tagged(struct conn *c)
     case P_RUN:
         if (!strcmp(o_mode, "mix"))
             mix_next(c);
+        else if (!strcmp(o_mode, "probe"))
+            probe_next(c);
         else if (!strcmp(o_mode, "append"))
             bulk_fill(c);
         else if (!strcmp(o_mode, "envelope")) {
@@ -797,12 +812,31 @@ static void mix_next(struct conn *c)
             start_logout(c);
         return;
     }
-    unsigned w = rnd(&c->rng, 100), type = 0, acc = 0;
+    unsigned w = rnd(&c->rng, mix_total_weight), type = 0, acc = 0;
     for (type = 0; type < T_NMIX; type++) {
         acc += (unsigned)mix_weight[type];
         if (w < acc)
             break;
     }
+    issue(c, type);
+}
+
+/* probe: PROBE_ROUNDS commands of each type in turn, one at a time. */
+#define PROBE_ROUNDS 20
+static int probe_k;
+static void probe_next(struct conn *c)
+{
+    if (probe_k >= T_NMIX * PROBE_ROUNDS) {
+        if (c->qn == 0)
+            start_logout(c);
+        return;
+    }
+    issue(c, (unsigned)(probe_k++ / PROBE_ROUNDS));
+}
+
+/* Send one command of the mix, of type `type`, with its arguments drawn from c->rng. */
+static void issue(struct conn *c, unsigned type)
+{
     char cmd[256];
     unsigned n = (unsigned)o_nmsg;
     switch (type) {
@@ -879,11 +913,45 @@ static void bulk_fill(struct conn *c)
     }
 }
 
+/* CPU seconds so far from a cgroup counter: cgroup v1 cpuacct.usage (ns) or v2
+ * cpu.stat (usage_usec); -1 without one. */
+static double server_cpu(void)
+{
+    if (!o_cpu_file)
+        return -1;
+    FILE *f = fopen(o_cpu_file, "r");
+    if (!f)
+        return -1;
+    char line[256];
+    double v = -1;
+    while (fgets(line, sizeof(line), f)) {
+        if (!strncmp(line, "usage_usec ", 11)) {
+            v = strtod(line + 11, NULL) / 1e6;
+            break;
+        }
+        if (line[0] >= '0' && line[0] <= '9') {
+            v = strtod(line, NULL) / 1e9;
+            break;
+        }
+    }
+    fclose(f);
+    return v;
+}
+static double cpu_at_start = -1, cpu_at_end = -1;
+
 static double t_bulk_end;
 static long bulk_exists = -1;
 
+/* Open connections while fewer than o_pace are logging in. */
+static void open_more(void)
+{
+    while (n_opened < o_conns && (o_pace <= 0 || n_opened - n_ready < o_pace))
+        conn_open(&conns[n_opened++]);
+}
+
 static void mode_all_ready(void)
 {
+    open_more();
     if (n_ready < o_conns)
         return;
     t_start = now();
@@ -895,17 +963,21 @@ static void mode_all_ready(void)
         return;
     }
     running = 1;
+    cpu_at_start = server_cpu();
     for (int i = 0; i < o_conns; i++) {
         struct conn *c = &conns[i];
         c->phase = P_RUN;
         if (!strcmp(o_mode, "mix"))
             mix_next(c);
+        else if (!strcmp(o_mode, "probe"))
+            probe_next(c);
         else if (!strcmp(o_mode, "append"))
             bulk_fill(c);
         else if (!strcmp(o_mode, "envelope"))
             send_cmd(c, T_ENVELOPE, o_nmsg, "FETCH 1:* (ENVELOPE)", NULL, 0);
     }
 }
+
 
 /* ---- results ---------------------------------------------------------------------------- */
 static int cmp_d(const void *a, const void *b)
@@ -935,7 +1007,9 @@ static void usage(void)
     fprintf(stderr,
             "usage: imap_load MODE -p PORT [-u USER] [-c CONNS] [-d SECONDS] [-s SEED] [-n MSGS]\n"
             "                 [-W WINDOW] [-f UNTIL_FILE] [-H HOLD_SECONDS] [-T CMD_TIMEOUT]\n"
-            "  MODE: append | envelope | mix | idle; the password in IMAP_LOAD_PASSWORD;\n"
+            "                 [-P MAX_LOGINS_AT_ONCE] [-w W1,...,W9 (mix weights)]\n"
+            "                 [-C CGROUP_CPU_FILE (cpuacct.usage or cpu.stat)]\n"
+            "  MODE: append | envelope | probe | mix | idle; the password in IMAP_LOAD_PASSWORD;\n"
             "  the server is always 127.0.0.1:PORT.\n"
             "       imap_load dump SEED INDEX    (prints corpus message INDEX, 1-based)\n");
     exit(2);
@@ -953,11 +1027,11 @@ int main(int argc, char **argv)
         return 0;
     }
     if (strcmp(o_mode, "append") && strcmp(o_mode, "envelope") && strcmp(o_mode, "mix") &&
-        strcmp(o_mode, "idle"))
+        strcmp(o_mode, "idle") && strcmp(o_mode, "probe"))
         usage();
     int opt;
     optind = 2;
-    while ((opt = getopt(argc, argv, "p:u:c:d:s:n:W:f:H:T:")) != -1) {
+    while ((opt = getopt(argc, argv, "p:u:c:d:s:n:W:f:H:T:P:w:C:")) != -1) {
         switch (opt) {
         case 'p': o_port = atoi(optarg); break;
         case 'u': o_user = optarg; break;
@@ -969,14 +1043,30 @@ int main(int argc, char **argv)
         case 'f': o_until_file = optarg; break;
         case 'H': o_hold = atof(optarg); break;
         case 'T': o_cmd_timeout = atof(optarg); break;
+        case 'P': o_pace = atoi(optarg); break;
+        case 'C': o_cpu_file = optarg; break;
+        case 'w': {
+            char *p = optarg;
+            mix_total_weight = 0;
+            for (int k = 0; k < T_NMIX; k++) {
+                long v = strtol(p, &p, 10);
+                if (v < 0 || v > 1000 || (k < T_NMIX - 1 && *p++ != ','))
+                    usage();
+                mix_weight[k] = (int)v;
+                mix_total_weight += (unsigned)v;
+            }
+            if (*p || !mix_total_weight)
+                usage();
+            break;
+        }
         default: usage();
         }
     }
     o_pass = getenv("IMAP_LOAD_PASSWORD");
     if (o_port <= 0 || o_port > 65535 || o_conns < 1 || o_conns > 5000 || o_nmsg < 100 || !o_pass ||
-        o_window < 1 || o_window > QMAX || o_duration <= 0)
+        o_window < 1 || o_window > QMAX || o_duration <= 0 || o_hold < 0)
         usage();
-    if (!strcmp(o_mode, "envelope"))
+    if (!strcmp(o_mode, "envelope") || !strcmp(o_mode, "probe"))
         o_conns = 1;
     if (!strcmp(o_mode, "append"))
         o_conns = 1; /* one connection: the corpus gets UIDs 1..N in order */
@@ -988,7 +1078,7 @@ int main(int argc, char **argv)
     }
 
     /* The corpus's facts: sizes, senders, subjects, flags, and what the checks expect. */
-    if (!strcmp(o_mode, "mix") || !strcmp(o_mode, "append")) {
+    if (!strcmp(o_mode, "mix") || !strcmp(o_mode, "probe") || !strcmp(o_mode, "append")) {
         corpus = calloc((size_t)o_nmsg, sizeof(*corpus));
         uint64_t h = 1469598103934665603ULL;
         long bytes = 0, multi = 0, seen = 0;
@@ -1024,8 +1114,8 @@ int main(int argc, char **argv)
     for (int i = 0; i < o_conns; i++) {
         conns[i].idx = i;
         conns[i].rng = stream_seed(o_seed, 1000000u + (uint64_t)i);
-        conn_open(&conns[i]);
     }
+    open_more();
     double t_setup = now();
     struct rusage ru0, ru1;
     int have_ru0 = 0;
@@ -1075,6 +1165,7 @@ int main(int argc, char **argv)
         if (!strcmp(o_mode, "append") && conns[0].phase == P_SELECT + 100 && conns[0].qn == 0 &&
             bulk_exists < 0) {
             t_bulk_end = t;
+            cpu_at_end = server_cpu();
             bulk_exists = conns[0].exists;
             start_logout(&conns[0]);
         }
@@ -1090,12 +1181,16 @@ int main(int argc, char **argv)
                 fatal("server hung");
             }
         }
+        if (running && cpu_at_end < 0 && !strcmp(o_mode, "mix") && t >= t_end)
+            cpu_at_end = server_cpu();
         if (n_done == o_conns)
             finished = 1;
         if (!strcmp(o_mode, "mix") && running && t > t_end + o_cmd_timeout)
             fatal("connections still busy %.0f s after the end", o_cmd_timeout);
     }
     getrusage(RUSAGE_SELF, &ru1);
+    if (cpu_at_end < 0)
+        cpu_at_end = server_cpu();
 
     /* ---- report ---- */
     long errs = 0;
@@ -1116,13 +1211,13 @@ int main(int argc, char **argv)
         }
         printf("total ok=%ld errors=%ld rate=%.1f duration=%.2f\n", tot, bad, (double)tot / span,
                span);
-        double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
-                              ru0.ru_stime.tv_sec) +
-                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
-                              ru0.ru_stime.tv_usec) /
-                         1e6;
-        printf("generator cpu_s=%.2f busy_pct_of_one_cpu=%.1f\n", cpu,
-               100 * cpu / (now() - t_start));
+        printf("weights");
+        for (int k = 0; k < T_NMIX; k++)
+            printf(" %s=%d", type_names[k], mix_weight[k]);
+        printf("\n");
+    } else if (!strcmp(o_mode, "probe")) {
+        for (int k = 0; k < T_NMIX; k++)
+            print_type(type_names[k], &stats[k], 0);
     } else if (!strcmp(o_mode, "append")) {
         double span = t_bulk_end - t_start;
         print_type("bulk_append", &stats[T_BULK_APPEND], span);
@@ -1142,6 +1237,17 @@ int main(int argc, char **argv)
             errs++;
     } else {
         printf("idle held=%d logout_ok=%ld\n", o_conns, stats[T_LOGOUT].ok);
+    }
+    if (cpu_at_start >= 0 && cpu_at_end >= 0)
+        printf("server cpu_s=%.2f\n", cpu_at_end - cpu_at_start);
+    if (have_ru0) {
+        double cpu = (double)(ru1.ru_utime.tv_sec - ru0.ru_utime.tv_sec + ru1.ru_stime.tv_sec -
+                              ru0.ru_stime.tv_sec) +
+                     (double)(ru1.ru_utime.tv_usec - ru0.ru_utime.tv_usec + ru1.ru_stime.tv_usec -
+                              ru0.ru_stime.tv_usec) /
+                         1e6;
+        printf("generator cpu_s=%.2f busy_pct_of_one_cpu=%.1f\n", cpu,
+               100 * cpu / (now() - t_start));
     }
     printf("errors=%ld\n", errs + dead);
     return errs + dead ? 1 : 0;
