@@ -33,4 +33,10 @@ int blob_unlink(const char *account_dir, const char *name);
 int blob_read(const char *account_dir, const char *name, uint8_t **data_r, size_t *len_r,
               char *err, size_t errlen);
 
+/* Like blob_read, but only the header block: up to and including the
+ * first empty line (the whole file when it has none). Reads in chunks, so
+ * a large message costs little more than its header. */
+int blob_read_head(const char *account_dir, const char *name, uint8_t **data_r, size_t *len_r,
+                   char *err, size_t errlen);
+
 #endif

@@ -304,3 +304,75 @@ int blob_read(const char *account_dir, const char *name, uint8_t **data_r, size_
     *len_r = len;
     return 0;
 }
+
+/* The end of the header block in data[0..n): the octet after the first
+ * empty line (CRLF CRLF, or LF LF for bare-LF files), or 0 when none. */
+static size_t blob_header_end(const uint8_t *data, size_t n)
+{
+    for (size_t i = 0; i + 1 < n; i++) {
+        if (data[i] != '\n')
+            continue;
+        if (data[i + 1] == '\n')
+            return i + 2;
+        if (data[i + 1] == '\r' && i + 2 < n && data[i + 2] == '\n')
+            return i + 3;
+    }
+    return 0;
+}
+
+int blob_read_head(const char *account_dir, const char *name, uint8_t **data_r, size_t *len_r,
+                   char *err, size_t errlen)
+{
+    char path[PATH_MAX];
+    if (!account_dir || !blob_name_ok(name) || !data_r || !len_r)
+        return blob_fail(err, errlen, "blob_read_head: bad arguments");
+    int plen = snprintf(path, sizeof(path), "%s/msg/%s", account_dir, name);
+    if (plen < 0 || (size_t)plen >= sizeof(path))
+        return blob_fail(err, errlen, "blob_read_head: path too long under %s", account_dir);
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return blob_fail(err, errlen, "open %s: %s", path, strerror(errno));
+    size_t cap = 16384, len = 0, end = 0;
+    uint8_t *data = malloc(cap + 1);
+    while (data) {
+        if (len == cap) {
+            uint8_t *p = realloc(data, cap * 2 + 1);
+            if (!p) {
+                free(data);
+                data = NULL;
+                break;
+            }
+            data = p;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, data + len, cap - len);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            int e = errno;
+            free(data);
+            close(fd);
+            return blob_fail(err, errlen, "read %s: %s", path, strerror(e));
+        }
+        /* Look again from a little before the new bytes: the empty line may
+         * straddle two reads. */
+        size_t from = len > 3 ? len - 3 : 0;
+        len += (size_t)r;
+        size_t e = blob_header_end(data + from, len - from);
+        if (e) {
+            end = from + e;
+            break;
+        }
+        if (r == 0)
+            break;
+    }
+    close(fd);
+    if (!data)
+        return blob_fail(err, errlen, "read %s: out of memory", path);
+    if (end)
+        len = end;
+    data[len] = 0;
+    *data_r = data;
+    *len_r = len;
+    return 0;
+}

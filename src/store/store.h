@@ -277,5 +277,9 @@ int store_msg_set_cache(struct store *st, const char *account, int64_t mailbox_i
 /* The message's bytes (malloc'd, NUL-terminated, NUL not counted). */
 int store_msg_read(struct store *st, const char *account, const char *file, uint8_t **data_r,
                    size_t *len_r, char *err, size_t errlen);
+/* Only the message's header block (through the first empty line); same
+ * ownership as store_msg_read. For header-only searches. */
+int store_msg_read_header(struct store *st, const char *account, const char *file,
+                          uint8_t **data_r, size_t *len_r, char *err, size_t errlen);
 
 #endif

@@ -856,3 +856,14 @@ int store_msg_read(struct store *st, const char *account, const char *file, uint
         return store_fail(err, errlen, "no such account: %.320s", account ? account : "");
     return blob_read(dir, file, data_r, len_r, err, errlen);
 }
+
+int store_msg_read_header(struct store *st, const char *account, const char *file,
+                          uint8_t **data_r, size_t *len_r, char *err, size_t errlen)
+{
+    char dir[PATH_MAX];
+    if (!file || !*file || strchr(file, '/') || strstr(file, ".."))
+        return store_fail(err, errlen, "invalid message file name");
+    if (store_account_dir(st, account, dir, sizeof(dir)) < 0)
+        return store_fail(err, errlen, "no such account: %.320s", account ? account : "");
+    return blob_read_head(dir, file, data_r, len_r, err, errlen);
+}

@@ -233,6 +233,49 @@ static void test_blob_write_failures(void **state)
     free(d);
 }
 
+/* Write text as a message and read back its header block. */
+static void check_head(const char *d, const char *text, size_t len, size_t want)
+{
+    char name[64], err[256] = "";
+    struct iovec iov = {.iov_base = (void *)text, .iov_len = len};
+    assert_int_equal(blob_write(d, &iov, 1, name, sizeof(name), NULL, err, sizeof(err)), 0);
+    uint8_t *data = NULL;
+    size_t got = 0;
+    assert_int_equal(blob_read_head(d, name, &data, &got, err, sizeof(err)), 0);
+    assert_int_equal(got, want);
+    assert_memory_equal(data, text, want);
+    assert_int_equal(data[got], 0);
+    free(data);
+}
+
+static void test_blob_read_head(void **state)
+{
+    (void)state;
+    char *d = blob_dir_new();
+    const char crlf[] = "From: a@b\r\nSubject: x\r\n\r\nbody\r\n\r\nmore\r\n";
+    check_head(d, crlf, strlen(crlf), strlen("From: a@b\r\nSubject: x\r\n\r\n"));
+    const char lf[] = "From: a@b\nSubject: x\n\nbody\n";
+    check_head(d, lf, strlen(lf), strlen("From: a@b\nSubject: x\n\n"));
+    const char nobody[] = "From: a@b\r\nSubject: x\r\n";
+    check_head(d, nobody, strlen(nobody), strlen(nobody));
+    check_head(d, "", 0, 0);
+    /* The empty line straddles the first 16 KiB read, at every split. */
+    for (size_t at = 16380; at <= 16386; at++) {
+        size_t n = at + 4 + 20000;
+        char *big = malloc(n);
+        memset(big, 'x', n);
+        for (size_t i = 70; i + 2 < at; i += 72) {
+            big[i] = '\r';
+            big[i + 1] = '\n';
+        }
+        memcpy(big + at, "\r\n\r\n", 4);
+        check_head(d, big, n, at + 4);
+        free(big);
+    }
+    test_rmrf(d);
+    free(d);
+}
+
 int main(void)
 {
     const struct CMUnitTest tests[] = {
@@ -241,6 +284,7 @@ int main(void)
         cmocka_unit_test(test_blob_unique_names),
         cmocka_unit_test(test_blob_threads_unique),
         cmocka_unit_test(test_blob_write_failures),
+        cmocka_unit_test(test_blob_read_head),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

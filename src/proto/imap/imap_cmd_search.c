@@ -15,6 +15,7 @@
 struct search_store_ctx {
     struct imap_session *s;
     struct store *st;
+    bool header_only; /* no key looks past the header: read just that */
 };
 
 static int search_read(void *ctx, const struct imap_search_msg *m, uint8_t **data_r, size_t *len_r)
@@ -22,7 +23,11 @@ static int search_read(void *ctx, const struct imap_search_msg *m, uint8_t **dat
     struct search_store_ctx *c = ctx;
     const struct store_msg *sm = m->handle;
     char err[256], q[300];
-    if (store_msg_read(c->st, c->s->account, sm->file, data_r, len_r, err, sizeof(err)) < 0) {
+    int rc = c->header_only ? store_msg_read_header(c->st, c->s->account, sm->file, data_r, len_r,
+                                                    err, sizeof(err))
+                            : store_msg_read(c->st, c->s->account, sm->file, data_r, len_r, err,
+                                             sizeof(err));
+    if (rc < 0) {
         /* Expunged by another session meanwhile, or worse: not a match. */
         log_warn("imap", "event=search_read_failed id=%s uid=%u error=%s", c->s->id, sm->uid,
                  log_quote(q, sizeof(q), err));
@@ -69,7 +74,7 @@ static int search_run(struct imap_session *s, struct store *st, const struct ima
         imap_reply_set(r, IMAP_NO, "SERVERBUG", "Cannot read mailbox");
         return -1;
     }
-    struct search_store_ctx ctx = {s, st};
+    struct search_store_ctx ctx = {s, st, imap_search_cost(p) <= IMAP_SEARCH_COST_HEADER};
     struct imap_search_env env = {
         .max_seq = (uint32_t)v->n,
         .max_uid = v->uids[v->n - 1],
