@@ -1,6 +1,8 @@
 /* mime_decode — header unfolding, RFC 2047 encoded words, RFC 2231 values,
  * transfer encodings, charsets (iconv) and case-insensitive search. */
 #include "mime/mime_decode.h"
+
+#include "lib/utf8.h"
 #include "mime/mime_int.h"
 
 #include <errno.h>
@@ -541,29 +543,8 @@ static uint32_t fold_cp(uint32_t c)
 
 static void put_cp(struct buf *out, uint32_t c)
 {
-    uint8_t t[4];
-    size_t n;
-    if (c < 0x80) {
-        t[0] = (uint8_t)c;
-        n = 1;
-    } else if (c < 0x800) {
-        t[0] = (uint8_t)(0xc0 | (c >> 6));
-        t[1] = (uint8_t)(0x80 | (c & 0x3f));
-        n = 2;
-    } else if (c < 0x10000) {
-        t[0] = (uint8_t)(0xe0 | (c >> 12));
-        t[1] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
-        t[2] = (uint8_t)(0x80 | (c & 0x3f));
-        n = 3;
-    } else {
-        t[0] = (uint8_t)(0xf0 | (c >> 18));
-        t[1] = (uint8_t)(0x80 | ((c >> 12) & 0x3f));
-        t[2] = (uint8_t)(0x80 | ((c >> 6) & 0x3f));
-        t[3] = (uint8_t)(0x80 | (c & 0x3f));
-        n = 4;
-    }
-    memcpy(out->data + out->len, t, n);
-    out->len += n;
+    /* The caller reserved room for 4 octets. */
+    out->len += utf8_encode(c, out->data + out->len);
 }
 
 /* Case-fold UTF-8 text; invalid octets are kept as they are. */
