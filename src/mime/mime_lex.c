@@ -54,6 +54,44 @@ void mime_lex_init(struct mime_lex *l, const uint8_t *s, size_t n, struct buf *l
     l->oom = false;
 }
 
+/* What comments and quoted strings treat alike (RFC 5322 3.2.1-3.2.4): a
+ * NUL (replaced), the line break of a fold (dropped), a quoted-pair (its
+ * backslash dropped; a backslash before CR, LF or NUL is kept as text).
+ * *start is the first octet at or after which nothing was copied yet.
+ * 1: *l->p was one of those and is handled; 0: it was not; -1: a
+ * backslash ends the input. */
+static int lex_common(struct mime_lex *l, struct buf *out, const uint8_t **start)
+{
+    switch (*l->p) {
+    case '\0':
+        put(l, out, *start, (size_t)(l->p - *start));
+        put(l, out, (const uint8_t *)NUL_REPLACEMENT, 3);
+        *start = l->p + 1;
+        return 1;
+    case '\n': {
+        size_t len = (size_t)(l->p - *start);
+        if (len > 0 && (*start)[len - 1] == '\r')
+            len--;
+        put(l, out, *start, len);
+        *start = l->p + 1;
+        return 1;
+    }
+    case '\\':
+        l->p++;
+        if (l->p >= l->end)
+            return -1;
+        if (*l->p == '\r' || *l->p == '\n' || *l->p == '\0') {
+            l->p--;
+            return 1;
+        }
+        put(l, out, *start, (size_t)(l->p - *start - 1));
+        *start = l->p;
+        return 1;
+    default:
+        return 0;
+    }
+}
+
 int mime_lex_skip_comment(struct mime_lex *l)
 {
     struct buf *c = l->last_comment;
@@ -62,41 +100,17 @@ int mime_lex_skip_comment(struct mime_lex *l)
         buf_reset(c);
     const uint8_t *start = ++l->p;
     for (; l->p < l->end; l->p++) {
-        switch (*l->p) {
-        case '\0':
-            put(l, c, start, (size_t)(l->p - start));
-            put(l, c, (const uint8_t *)NUL_REPLACEMENT, 3);
-            start = l->p + 1;
-            break;
-        case '(':
+        int k = lex_common(l, c, &start);
+        if (k < 0)
+            return -1;
+        if (k)
+            continue;
+        if (*l->p == '(') {
             level++;
-            break;
-        case ')':
-            if (--level == 0) {
-                put(l, c, start, (size_t)(l->p - start));
-                l->p++;
-                return at_end(l);
-            }
-            break;
-        case '\n': {
-            size_t len = (size_t)(l->p - start);
-            if (len > 0 && start[len - 1] == '\r')
-                len--;
-            put(l, c, start, len);
-            start = l->p + 1;
-            break;
-        }
-        case '\\':
+        } else if (*l->p == ')' && --level == 0) {
+            put(l, c, start, (size_t)(l->p - start));
             l->p++;
-            if (l->p >= l->end)
-                return -1;
-            if (*l->p == '\r' || *l->p == '\n' || *l->p == '\0') {
-                l->p--;
-                break;
-            }
-            put(l, c, start, (size_t)(l->p - start - 1));
-            start = l->p;
-            break;
+            return at_end(l);
         }
     }
     return -1; /* missing ")" */
@@ -180,35 +194,13 @@ int mime_lex_quoted_string(struct mime_lex *l, struct buf *out)
     l->p++; /* the opening quote */
     const uint8_t *start = l->p;
     for (; l->p < l->end; l->p++) {
-        switch (*l->p) {
-        case '\0':
-            put(l, out, start, (size_t)(l->p - start));
-            put(l, out, (const uint8_t *)NUL_REPLACEMENT, 3);
-            start = l->p + 1;
-            break;
-        case '"':
+        int k = lex_common(l, out, &start);
+        if (k < 0)
+            return -1;
+        if (!k && *l->p == '"') {
             put(l, out, start, (size_t)(l->p - start));
             l->p++;
             return mime_lex_skip_lwsp(l);
-        case '\n': { /* folding: drop the line break */
-            size_t len = (size_t)(l->p - start);
-            if (len > 0 && start[len - 1] == '\r')
-                len--;
-            put(l, out, start, len);
-            start = l->p + 1;
-            break;
-        }
-        case '\\':
-            l->p++;
-            if (l->p >= l->end)
-                return -1;
-            if (*l->p == '\r' || *l->p == '\n' || *l->p == '\0') {
-                l->p--;
-                break;
-            }
-            put(l, out, start, (size_t)(l->p - start - 1));
-            start = l->p;
-            break;
         }
     }
     return -1; /* missing closing quote */
