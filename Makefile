@@ -92,7 +92,7 @@ $(ASAN_DIR)/correio: $(ASAN_DIR)/src/main.o $(ASAN_DIR)/libcorreio.a
 
 # --- unit tests (cmocka) ---------------------------------------------------------
 UNIT_BIN := $(UNIT_SRC:tests/unit/%.c=$(ASAN_DIR)/tests/%)
-$(ASAN_DIR)/tests/%: tests/unit/%.c tests/unit/testutil.h $(ASAN_DIR)/libcorreio.a
+$(ASAN_DIR)/tests/%: tests/unit/%.c $(wildcard tests/unit/*.h) $(ASAN_DIR)/libcorreio.a
 	@mkdir -p $(dir $@)
 	@echo "  TEST    $<"
 	@$(CC) $(ASAN_CFLAGS) $(PKG_CFLAGS) -Itests/unit -o $@ $< $(ASAN_DIR)/libcorreio.a $(PKG_LIBS) -lcmocka
