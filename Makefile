@@ -19,7 +19,7 @@ DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-
             libunbound-dev libinih-dev libcmocka-dev python3 python3-pytest swaks curl \
             openssl sqlite3 clang libclang-rt-14-dev passwd \
             libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libauthen-sasl-perl \
-            isync mutt
+            isync mutt fetchmail getmail6
 DEPS_STAMP := build/.deps-ok
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path src/main.c))
@@ -40,7 +40,7 @@ FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(INCS
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
 
-.PHONY: all deps run check unit e2e fuzz bench bench-smtp clean layering install
+.PHONY: all deps run check unit e2e fuzz bench bench-smtp bench-imap bench-pop3 clean layering install
 
 all: build/correio
 
@@ -142,11 +142,13 @@ run: build/correio
 	./build/correio -c var/correio.conf serve
 
 # --- benchmarks ---------------------------------------------------------------------
-bench: bench-smtp bench-imap
+bench: bench-smtp bench-imap bench-pop3
 bench-smtp: build/correio
 	bash bench/smtp.sh
 bench-imap: build/correio
 	bash bench/imap.sh
+bench-pop3: build/correio
+	bash bench/pop3.sh
 
 install: build/correio
 	install -D -m 0755 build/correio $(DESTDIR)/usr/local/sbin/correio

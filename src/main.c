@@ -17,6 +17,7 @@ static void usage(void)
             "       [--set SECTION.KEY=VALUE ...]   write a configuration and data layout\n"
             "  serve                              run the server in the foreground\n"
             "  user add|passwd ADDRESS --password-stdin | user del ADDRESS | user list\n"
+            "  user apop-secret ADDRESS --secret-stdin | --remove   (POP3 APOP)\n"
             "  domain add|del DOMAIN | domain list\n"
             "  version\n"
             "-c FILE: the configuration (default " DEFAULT_CONFIG ")\n");

@@ -163,6 +163,10 @@ static int init_config(struct config *cfg, const struct init_args *a, const char
                  143 + a->port_offset);
         snprintf(cfg->listen_imaps, sizeof(cfg->listen_imaps), "127.0.0.1:%ld",
                  993 + a->port_offset);
+        snprintf(cfg->listen_pop3, sizeof(cfg->listen_pop3), "127.0.0.1:%ld",
+                 110 + a->port_offset);
+        snprintf(cfg->listen_pop3s, sizeof(cfg->listen_pop3s), "127.0.0.1:%ld",
+                 995 + a->port_offset);
     }
     for (int i = 0; i < a->nsets; i++) {
         char kv[CONFIG_STR_MAX + 128];
@@ -228,8 +232,10 @@ int cli_init(int argc, char **argv)
         }
     }
     store_close(&st);
-    printf("wrote %s\nhostname %s, data in %s\nSMTP on %s, IMAP on %s, IMAPS on %s\n", path,
-           cfg.hostname, cfg.data_dir, cfg.listen_smtp, cfg.listen_imap, cfg.listen_imaps);
+    printf("wrote %s\nhostname %s, data in %s\nSMTP on %s, IMAP on %s, IMAPS on %s, "
+           "POP3 on %s, POP3S on %s\n",
+           path, cfg.hostname, cfg.data_dir, cfg.listen_smtp, cfg.listen_imap, cfg.listen_imaps,
+           cfg.listen_pop3, cfg.listen_pop3s);
     printf("add an account: correio -c %s user add USER@%s --password-stdin\n", path,
            a.domains[0]);
     return 0;

@@ -100,10 +100,37 @@ static int user_set_password(struct store *st, const char *addr, bool add, int a
     return 0;
 }
 
+/* `user apop-secret ADDRESS --secret-stdin | --remove`: the shared secret
+ * of POP3 APOP (RFC 1939 7), which the server must know in the clear. */
+static int user_apop_secret(struct store *st, const char *addr, int argc, char **argv)
+{
+    char secret[PASSWORD_MAX], err[512];
+    secret[0] = '\0';
+    if (argc == 1 && strcmp(argv[0], "--remove") == 0) {
+        /* secret stays "": remove */
+    } else if (argc == 1 && strcmp(argv[0], "--secret-stdin") == 0) {
+        if (read_password(secret, sizeof(secret)) < 0)
+            return EX_DATAERR;
+    } else {
+        fprintf(stderr, "usage: correio user apop-secret ADDRESS --secret-stdin | --remove\n");
+        return EX_USAGE;
+    }
+    int r = store_account_set_apop_secret(st, addr, secret, err, sizeof(err));
+    bool set = secret[0] != '\0';
+    explicit_bzero(secret, sizeof(secret));
+    if (r < 0) {
+        fprintf(stderr, "correio: %s\n", err);
+        return EX_DATAERR;
+    }
+    printf("APOP secret %s for %s\n", set ? "set" : "removed", addr);
+    return 0;
+}
+
 int cli_user(const char *config_path, int argc, char **argv)
 {
     if (argc < 1) {
-        fprintf(stderr, "usage: correio user add|del|passwd ADDRESS [--password-stdin] | list\n");
+        fprintf(stderr, "usage: correio user add|del|passwd ADDRESS [--password-stdin] | list\n"
+                        "       correio user apop-secret ADDRESS --secret-stdin | --remove\n");
         return EX_USAGE;
     }
     struct config cfg;
@@ -117,6 +144,8 @@ int cli_user(const char *config_path, int argc, char **argv)
         rc = store_account_list(st, print_line, NULL, err, sizeof(err)) < 0 ? EX_SOFTWARE : 0;
     } else if ((!strcmp(verb, "add") || !strcmp(verb, "passwd")) && argc >= 2) {
         rc = user_set_password(st, argv[1], !strcmp(verb, "add"), argc - 2, argv + 2);
+    } else if (!strcmp(verb, "apop-secret") && argc >= 2) {
+        rc = user_apop_secret(st, argv[1], argc - 2, argv + 2);
     } else if (!strcmp(verb, "del") && argc == 2) {
         rc = store_account_del(st, argv[1], err, sizeof(err)) < 0 ? EX_DATAERR : 0;
         if (rc == 0)

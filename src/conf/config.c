@@ -45,6 +45,10 @@ static const struct cfg_key cfg_keys[] = {
         "IMAP listeners (STARTTLS), comma-separated ADDR:PORT; empty for none"),
     STR("listen", "imaps", listen_imaps, "0.0.0.0:993",
         "IMAP listeners with implicit TLS (RFC 8314); empty for none"),
+    STR("listen", "pop3", listen_pop3, "0.0.0.0:110",
+        "POP3 listeners (STLS), comma-separated ADDR:PORT; empty for none"),
+    STR("listen", "pop3s", listen_pop3s, "0.0.0.0:995",
+        "POP3 listeners with implicit TLS (RFC 8314); empty for none"),
     STR("tls", "cert", tls_cert, "", "PEM certificate chain; empty: no TLS"),
     STR("tls", "key", tls_key, "", "PEM private key"),
     NUM("smtp", "max_message_size", CFG_SIZE, smtp_max_message_size, "52428800",
@@ -80,7 +84,22 @@ static const struct cfg_key cfg_keys[] = {
         "command line length, literals not counted"),
     NUM("imap", "append_limit", CFG_SIZE, imap_append_limit, "52428800",
         "largest message APPEND accepts (APPENDLIMIT, RFC 7889)"),
-    NUM("imap", "workers", CFG_UINT, imap_workers, "4", "threads running IMAP commands"),
+    NUM("imap", "workers", CFG_UINT, imap_workers, "4",
+        "threads running IMAP and POP3 commands"),
+    NUM("pop3", "timeout", CFG_UINT, pop3_timeout, "600",
+        "seconds a client may stay silent; at least 10 minutes (RFC 1939 3)"),
+    NUM("pop3", "max_connections", CFG_UINT, pop3_max_connections, "1000",
+        "POP3 connections at once, in total"),
+    NUM("pop3", "max_connections_per_ip", CFG_UINT, pop3_max_connections_per_ip, "50",
+        "POP3 connections at once from one client address"),
+    NUM("pop3", "allow_plaintext_auth", CFG_BOOL, pop3_allow_plaintext_auth, "no",
+        "allow USER/PASS and AUTH without TLS (tests only)"),
+    NUM("pop3", "max_errors", CFG_UINT, pop3_max_errors, "20",
+        "-ERR replies to bad commands in one session before it is closed"),
+    NUM("pop3", "max_auth_failures", CFG_UINT, pop3_max_auth_failures, "3",
+        "failed logins in one session before it is closed"),
+    NUM("pop3", "max_auth_failures_per_ip", CFG_UINT, pop3_max_auth_failures_per_ip, "20",
+        "failed logins from one client address within 15 minutes before its logins are refused"),
 };
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
@@ -185,6 +204,11 @@ static int cfg_check(const struct config *c, char *err, size_t errlen)
     if (c->imap_timeout < 1 || c->imap_workers == 0 || c->imap_workers > 256 ||
         c->imap_max_line < 1024) {
         snprintf(err, errlen, "imap: timeout >= 1, workers 1..256, max_line >= 1024");
+        return -1;
+    }
+    if (c->pop3_timeout < 1 || c->pop3_max_auth_failures < 1 ||
+        c->pop3_max_auth_failures_per_ip < 1) {
+        snprintf(err, errlen, "pop3: timeout, max_auth_failures and max_auth_failures_per_ip >= 1");
         return -1;
     }
     if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {

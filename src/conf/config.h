@@ -26,6 +26,8 @@ struct config {
     char listen_smtp[CONFIG_STR_MAX];
     char listen_imap[CONFIG_STR_MAX];
     char listen_imaps[CONFIG_STR_MAX];
+    char listen_pop3[CONFIG_STR_MAX];
+    char listen_pop3s[CONFIG_STR_MAX];
     /* [tls] */
     char tls_cert[CONFIG_STR_MAX];
     char tls_key[CONFIG_STR_MAX];
@@ -49,6 +51,14 @@ struct config {
     unsigned imap_max_line;
     size_t imap_append_limit;
     unsigned imap_workers;
+    /* [pop3] */
+    unsigned pop3_timeout;
+    unsigned pop3_max_connections;
+    unsigned pop3_max_connections_per_ip;
+    bool pop3_allow_plaintext_auth;
+    unsigned pop3_max_errors;
+    unsigned pop3_max_auth_failures;
+    unsigned pop3_max_auth_failures_per_ip;
 };
 
 /* Set every key to its default. */

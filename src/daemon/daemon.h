@@ -8,8 +8,10 @@
 
 #include "conf/config.h"
 #include "lib/buf.h"
+#include "mime/mime_imap.h"
 #include "net/workers.h"
 #include "proto/imap/imap_session.h"
+#include "proto/pop3/pop3_session.h"
 #include "proto/smtp/smtp_server.h"
 
 struct event_base;
@@ -40,6 +42,13 @@ struct imap_settings {
     unsigned refs;
 };
 
+struct pop3_settings {
+    struct pop3_session_config session;
+    char hostname[256];
+    unsigned max_auth_failures_per_ip;
+    unsigned refs;
+};
+
 struct daemon {
     struct config cfg;
     char config_path[CONFIG_STR_MAX];
@@ -49,7 +58,8 @@ struct daemon {
     SSL_CTX *tls_ctx;             /* NULL without a certificate */
     struct smtp_settings *smtp;   /* current settings for new sessions */
     struct imap_settings *imap;
-    struct workers *imap_workers; /* IMAP commands */
+    struct pop3_settings *pop3;
+    struct workers *imap_workers; /* IMAP commands and POP3 jobs: the mailbox pool */
 
     struct daemon_listener *listeners[DAEMON_MAX_LISTENERS];
     unsigned nlisteners;
@@ -72,9 +82,10 @@ struct daemon_listener {
     struct evconnlistener *l;
 };
 
-/* The protocols (smtp_conn.c, imap_conn.c). */
+/* The protocols (smtp_conn.c, imap_conn.c, pop3_conn.c). */
 extern const struct conn_proto smtp_conn_proto;
 extern const struct conn_proto imap_conn_proto;
+extern const struct conn_proto pop3_conn_proto;
 
 /* A mailbox of account changed: tell the sessions that watch it. */
 void daemon_mailbox_changed(struct daemon *d, const char *account);
@@ -85,6 +96,9 @@ struct smtp_settings *smtp_settings_new(const struct config *cfg, bool tls);
 void imap_settings_put(struct imap_settings *s);
 struct imap_settings *imap_settings_new(const struct config *cfg, bool tls);
 extern const struct workers_ops imap_workers_ops;
+
+void pop3_settings_put(struct pop3_settings *s);
+struct pop3_settings *pop3_settings_new(const struct config *cfg, bool tls);
 
 /* deliver.c: one accepted message on its way to stable storage, one
  * store_delivery per distinct account. Worker threads batch jobs into
@@ -97,8 +111,7 @@ struct deliver_job {
     struct iovec *iov;            /* two per delivery: prefix, message */
     size_t n;
     int result;                   /* 0 when every delivery is stored */
-    char *envelope;               /* cached IMAP ENVELOPE / BODYSTRUCTURE, or NULL */
-    char *bodystructure;
+    struct mime_index_cache cache; /* ENVELOPE, BODYSTRUCTURE, search fields for the index */
     uint64_t started_us;
 };
 extern const struct workers_ops deliver_workers_ops;

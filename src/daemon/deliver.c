@@ -29,30 +29,23 @@ static void deliver_ctx_free(void *ctx)
     store_close(&st);
 }
 
-/* ENVELOPE and BODYSTRUCTURE of the job's message, for the index cache so
- * that FETCH need not parse it again. The trace fields we prepend are not
- * part of either, so the message as received is parsed, once per job. On
- * any failure the cache stays empty and FETCH computes them later. */
+/* What the index caches of the job's message (ENVELOPE, BODYSTRUCTURE,
+ * search fields), so that FETCH and SEARCH need not parse it again. The
+ * trace fields we prepend are not part of any of them, so the message as
+ * received is parsed, once per job. Whatever fails stays uncached and is
+ * computed from the file when needed. */
 static void deliver_job_cache(struct deliver_job *job)
 {
     if (job->n == 0)
         return;
     const struct iovec *msg = &job->deliveries[0].iov[1];
-    struct mime_message *m = mime_parse(msg->iov_base, msg->iov_len, NULL);
-    if (!m)
-        return;
-    struct buf env = BUF_INIT, bs = BUF_INIT;
-    if (mime_imap_envelope(m, NULL, &env) == 0 && mime_imap_bodystructure(m, NULL, true, &bs) == 0 &&
-        buf_cstr(&env) && buf_cstr(&bs)) {
-        job->envelope = strdup((const char *)buf_ptr(&env));
-        job->bodystructure = strdup((const char *)buf_ptr(&bs));
-    }
-    buf_free(&env);
-    buf_free(&bs);
-    mime_message_free(&m);
-    for (size_t i = 0; i < job->n && job->envelope && job->bodystructure; i++) {
-        job->deliveries[i].envelope = job->envelope;
-        job->deliveries[i].bodystructure = job->bodystructure;
+    mime_index_cache_compute(msg->iov_base, msg->iov_len, NULL, &job->cache);
+    for (size_t i = 0; i < job->n; i++) {
+        struct store_delivery *dl = &job->deliveries[i];
+        dl->envelope = job->cache.envelope;
+        dl->bodystructure = job->cache.bodystructure;
+        dl->search_fields = buf_size(&job->cache.fields) ? buf_ptr(&job->cache.fields) : NULL;
+        dl->search_fields_len = buf_size(&job->cache.fields);
     }
 }
 
@@ -110,8 +103,7 @@ void deliver_job_free(struct deliver_job *job)
     free(job->prefixes);
     free(job->iov);
     free(job->deliveries);
-    free(job->envelope);
-    free(job->bodystructure);
+    mime_index_cache_free(&job->cache);
     free(job);
 }
 

@@ -67,6 +67,10 @@ static void imap_worker_ctx_free(void *ctx)
 static void imap_worker_run(void *ctx, struct work_item **items, size_t n)
 {
     for (size_t i = 0; i < n; i++) {
+        if (items[i]->run) { /* a POP3 job (pop3_conn.c) */
+            items[i]->run(ctx, items[i]);
+            continue;
+        }
         struct imap_ctx *x = (struct imap_ctx *)((char *)items[i] - offsetof(struct imap_ctx, item));
         imap_session_execute(x->sess, ctx);
     }

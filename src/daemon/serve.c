@@ -32,6 +32,10 @@ static void daemon_limits(const struct daemon *d, const struct conn_proto *proto
         lim->max_connections = d->cfg.smtp_max_connections;
         lim->max_connections_per_ip = d->cfg.smtp_max_connections_per_ip;
         lim->timeout = d->cfg.smtp_timeout;
+    } else if (proto == &pop3_conn_proto) {
+        lim->max_connections = d->cfg.pop3_max_connections;
+        lim->max_connections_per_ip = d->cfg.pop3_max_connections_per_ip;
+        lim->timeout = d->cfg.pop3_timeout;
     } else {
         lim->max_connections = d->cfg.imap_max_connections;
         lim->max_connections_per_ip = d->cfg.imap_max_connections_per_ip;
@@ -171,20 +175,26 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
     }
     struct smtp_settings *s = smtp_settings_new(&cfg, ctx != NULL);
     struct imap_settings *is = imap_settings_new(&cfg, ctx != NULL);
-    if (!s || !is) {
+    struct pop3_settings *ps = pop3_settings_new(&cfg, ctx != NULL);
+    if (!s || !is || !ps) {
         smtp_settings_put(s);
         imap_settings_put(is);
+        pop3_settings_put(ps);
         SSL_CTX_free(ctx);
         log_error("daemon", "event=reload_failed error=\"out of memory\"");
         return;
     }
     if (strcmp(cfg.listen_smtp, d->cfg.listen_smtp) != 0 ||
         strcmp(cfg.listen_imap, d->cfg.listen_imap) != 0 ||
-        strcmp(cfg.listen_imaps, d->cfg.listen_imaps) != 0 || strcmp(cfg.data_dir, d->cfg.data_dir))
+        strcmp(cfg.listen_imaps, d->cfg.listen_imaps) != 0 ||
+        strcmp(cfg.listen_pop3, d->cfg.listen_pop3) != 0 ||
+        strcmp(cfg.listen_pop3s, d->cfg.listen_pop3s) != 0 || strcmp(cfg.data_dir, d->cfg.data_dir))
         log_warn("daemon", "event=reload_partial note=\"listen and data_dir changes need a restart\"");
     memcpy(cfg.listen_smtp, d->cfg.listen_smtp, sizeof(cfg.listen_smtp));
     memcpy(cfg.listen_imap, d->cfg.listen_imap, sizeof(cfg.listen_imap));
     memcpy(cfg.listen_imaps, d->cfg.listen_imaps, sizeof(cfg.listen_imaps));
+    memcpy(cfg.listen_pop3, d->cfg.listen_pop3, sizeof(cfg.listen_pop3));
+    memcpy(cfg.listen_pop3s, d->cfg.listen_pop3s, sizeof(cfg.listen_pop3s));
     snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", d->cfg.data_dir);
     SSL_CTX_free(d->tls_ctx); /* sessions in TLS hold their own reference */
     d->tls_ctx = ctx;
@@ -192,6 +202,8 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
     d->smtp = s;
     imap_settings_put(d->imap);
     d->imap = is;
+    pop3_settings_put(d->pop3);
+    d->pop3 = ps;
     d->cfg = cfg;
     log_set_level((enum log_level)log_level_parse(cfg.log_level));
     log_info("daemon", "event=reloaded tls=%s", ctx ? "yes" : "no");
@@ -248,6 +260,10 @@ static int daemon_start(struct daemon *d)
         daemon_listen_list(d, d->cfg.listen_imap, "imap", &imap_conn_proto, false, err,
                            sizeof(err)) < 0 ||
         daemon_listen_list(d, d->cfg.listen_imaps, "imaps", &imap_conn_proto, true, err,
+                           sizeof(err)) < 0 ||
+        daemon_listen_list(d, d->cfg.listen_pop3, "pop3", &pop3_conn_proto, false, err,
+                           sizeof(err)) < 0 ||
+        daemon_listen_list(d, d->cfg.listen_pop3s, "pop3s", &pop3_conn_proto, true, err,
                            sizeof(err)) < 0) {
         fprintf(stderr, "correio: %s\n", err);
         return EX_UNAVAILABLE_;
@@ -275,7 +291,9 @@ static int daemon_start(struct daemon *d)
         d->imap_workers = workers_new(d->base, d->cfg.imap_workers, 1, &imap_ops, err, sizeof(err));
     d->smtp = smtp_settings_new(&d->cfg, d->tls_ctx != NULL);
     d->imap = imap_settings_new(&d->cfg, d->tls_ctx != NULL);
-    if (!d->workers || !d->imap_workers || !d->smtp || !d->imap || daemon_signals(d) < 0) {
+    d->pop3 = pop3_settings_new(&d->cfg, d->tls_ctx != NULL);
+    if (!d->workers || !d->imap_workers || !d->smtp || !d->imap || !d->pop3 ||
+        daemon_signals(d) < 0) {
         fprintf(stderr, "correio: start-up failed: %s\n", d->workers ? "out of memory" : err);
         return EX_OSERR_;
     }
@@ -301,6 +319,7 @@ static void daemon_cleanup(struct daemon *d)
         event_free(d->ev_stop_deadline);
     smtp_settings_put(d->smtp);
     imap_settings_put(d->imap);
+    pop3_settings_put(d->pop3);
     store_close(&d->store);
     SSL_CTX_free(d->tls_ctx);
     if (d->base)

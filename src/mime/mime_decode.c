@@ -624,6 +624,75 @@ static int search_header(const struct mime_message *m, const struct mime_part *p
     return 0;
 }
 
+/* The fields mime_search_fields keeps, with their tags. */
+static const struct {
+    const char *name;
+    char tag;
+} search_fields[] = {{"From", 'f'}, {"To", 't'}, {"Cc", 'c'}, {"Bcc", 'b'}, {"Subject", 's'}};
+#define SEARCH_FIELDS_VERSION '1'
+
+static char search_field_tag(const uint8_t *name, size_t n)
+{
+    for (size_t i = 0; i < sizeof(search_fields) / sizeof(search_fields[0]); i++)
+        if (mime_mem_ieq(name, n, search_fields[i].name))
+            return search_fields[i].tag;
+    return 0;
+}
+
+bool mime_search_field_cached(const char *field)
+{
+    return field && search_field_tag((const uint8_t *)field, strlen(field)) != 0;
+}
+
+int mime_search_fields(const struct mime_message *m, struct buf *out)
+{
+    struct mime_field_iter it;
+    struct mime_field f;
+    struct buf tmp = BUF_INIT;
+    const struct mime_part *p = m->root;
+    int rc = buf_append(out, "1", 1);
+    mime_field_iter_init(&it, m->data + p->hdr_off, p->hdr_len);
+    while (rc == 0 && mime_field_iter_next(&it, &f)) {
+        char tag = search_field_tag(f.name, f.name_len);
+        if (!tag)
+            continue;
+        const uint8_t *v;
+        size_t n;
+        buf_reset(&tmp);
+        mime_field_full_value(&f, &v, &n);
+        if (mime_header_decode(v, n, &tmp) < 0 ||
+            buf_printf(out, "%c%zu:", tag, buf_size(&tmp)) < 0 ||
+            buf_append(out, buf_ptr(&tmp), buf_size(&tmp)) < 0)
+            rc = -1;
+    }
+    buf_free(&tmp);
+    return rc;
+}
+
+int mime_search_fields_match(const uint8_t *fields, size_t len, const char *field,
+                             const char *needle_utf8)
+{
+    char want = field ? search_field_tag((const uint8_t *)field, strlen(field)) : 0;
+    if (!want || len == 0 || fields[0] != SEARCH_FIELDS_VERSION)
+        return -1;
+    size_t i = 1;
+    while (i < len) {
+        char tag = (char)fields[i++];
+        size_t n = 0, digits = 0;
+        while (i < len && fields[i] >= '0' && fields[i] <= '9' && digits < 12) {
+            n = n * 10 + (size_t)(fields[i++] - '0');
+            digits++;
+        }
+        if (digits == 0 || i >= len || fields[i] != ':' || n > len - i - 1)
+            return -1;
+        i++;
+        if (tag == want && (!*needle_utf8 || mime_text_contains(fields + i, n, needle_utf8)))
+            return 1;
+        i += n;
+    }
+    return 0;
+}
+
 int mime_search_text(const struct mime_message *m, enum mime_search_what what, const char *field,
                      const char *needle_utf8)
 {

@@ -63,6 +63,20 @@ enum mime_search_what {
 int mime_search_text(const struct mime_message *m, enum mime_search_what what, const char *field,
                      const char *needle_utf8);
 
+/* The searchable header fields kept in the index, so that SEARCH FROM,
+ * TO, CC, BCC, SUBJECT (and HEADER on those names) need no message file:
+ * every occurrence of those fields in the top-level header, each value
+ * unfolded and decoded exactly as mime_search_text does. Written to out
+ * as a versioned record list ("1" then, per occurrence, a tag letter, the
+ * decimal length, ':' and the value). 0, or -1 when memory runs out. */
+int mime_search_fields(const struct mime_message *m, struct buf *out);
+/* Whether field (a header name, any case) is one mime_search_fields keeps. */
+bool mime_search_field_cached(const char *field);
+/* MIME_SEARCH_HEADER on such a record list: 1 found, 0 not, -1 when the
+ * list is malformed or the field is not kept (then search the message). */
+int mime_search_fields_match(const uint8_t *fields, size_t len, const char *field,
+                             const char *needle_utf8);
+
 /* Convert bare LF line endings (and lone CR) to CRLF, as an IMAP APPEND
  * literal or an SMTP DATA transfer would carry them. */
 int mime_crlf_normalize(const uint8_t *s, size_t n, struct buf *out);

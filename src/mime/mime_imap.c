@@ -9,8 +9,10 @@
  */
 #include "mime/mime_imap.h"
 #include "mime/mime_addr.h"
+#include "mime/mime_decode.h"
 #include "mime/mime_int.h"
 
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -440,4 +442,35 @@ int mime_imap_bodystructure(const struct mime_message *m, const struct mime_part
     r |= write_part(out, m, p ? p : m->root, extended);
     r |= buf_append(out, ")", 1);
     return r < 0 ? -1 : 0;
+}
+
+void mime_index_cache_compute(const uint8_t *data, size_t len, const struct mime_limits *limits,
+                              struct mime_index_cache *c)
+{
+    memset(c, 0, sizeof(*c));
+    struct mime_message *m = mime_parse(data, len, limits);
+    if (!m)
+        return;
+    struct buf env = BUF_INIT, bs = BUF_INIT;
+    /* Text columns: a NUL inside would cut them short, so such an item is
+     * not cached (FETCH then computes it from the file). */
+    if (mime_imap_envelope(m, NULL, &env) == 0 && buf_cstr(&env) &&
+        strlen(buf_cstr(&env)) == buf_size(&env))
+        c->envelope = strdup(buf_cstr(&env));
+    if (mime_imap_bodystructure(m, NULL, true, &bs) == 0 && buf_cstr(&bs) &&
+        strlen(buf_cstr(&bs)) == buf_size(&bs))
+        c->bodystructure = strdup(buf_cstr(&bs));
+    if (mime_search_fields(m, &c->fields) < 0)
+        buf_free(&c->fields);
+    buf_free(&env);
+    buf_free(&bs);
+    mime_message_free(&m);
+}
+
+void mime_index_cache_free(struct mime_index_cache *c)
+{
+    free(c->envelope);
+    free(c->bodystructure);
+    buf_free(&c->fields);
+    memset(c, 0, sizeof(*c));
 }

@@ -34,6 +34,20 @@ int mime_imap_envelope(const struct mime_message *m, const struct mime_part *p, 
 int mime_imap_bodystructure(const struct mime_message *m, const struct mime_part *p, bool extended,
                             struct buf *out);
 
+/* What the index caches of a message, computed with one parse when it is
+ * stored (delivery, APPEND) so that FETCH ENVELOPE/BODYSTRUCTURE and
+ * SEARCH on address and subject fields read no file. */
+struct mime_index_cache {
+    char *envelope;        /* mime_imap_envelope, NUL-terminated, or NULL */
+    char *bodystructure;   /* mime_imap_bodystructure (extended), or NULL */
+    struct buf fields;     /* mime_search_fields, empty when not computed */
+};
+/* Parse data (limits NULL: defaults) and fill c (zeroed first). Parts
+ * that fail (memory) are left empty: the cache is optional. */
+void mime_index_cache_compute(const uint8_t *data, size_t len, const struct mime_limits *limits,
+                              struct mime_index_cache *c);
+void mime_index_cache_free(struct mime_index_cache *c);
+
 /* Append s[0..n) as an IMAP string: NIL when s is NULL, a quoted string
  * ("..." with \\ and \" escaped) when possible, else a literal {n}CRLF... */
 int mime_imap_string(struct buf *out, const uint8_t *s, size_t n);

@@ -18,6 +18,10 @@ struct event_base;
 struct work_item {
     struct work_item *next; /* owned by the pool while queued */
     void (*done)(struct work_item *item); /* on the loop thread */
+    /* Optional, for pools whose run_batch dispatches item by item (the
+     * mailbox pool runs IMAP commands and POP3 jobs): the work itself, on
+     * the worker thread with its context. */
+    void (*run)(void *ctx, struct work_item *item);
 };
 
 struct workers_ops {

@@ -72,6 +72,17 @@ enum store_lookup {
 enum store_lookup store_account_lookup(struct store *st, const char *address, char *account_r,
                                        size_t n, char *hash_r, size_t hash_n);
 
+/* APOP (POP3, RFC 1939 7) needs a secret shared in the clear, so it is
+ * kept apart from the password and unset by default. secret NULL or ""
+ * removes it. */
+int store_account_set_apop_secret(struct store *st, const char *address, const char *secret,
+                                  char *err, size_t errlen);
+/* As store_account_lookup; on FOUND secret_r gets the APOP secret, "" when
+ * the account has none. */
+enum store_lookup store_account_apop_secret(struct store *st, const char *address,
+                                            char *account_r, size_t n, char *secret_r,
+                                            size_t secret_n);
+
 /* Check a password against the account's yescrypt hash. 1 and the
  * canonical address in account_r when it matches; 0 when the account does
  * not exist or the password is wrong (the two take the same time); -1 on
@@ -91,6 +102,8 @@ struct store_delivery {
     const char *keywords;     /* space-separated IMAP keywords, or NULL */
     const char *envelope;     /* cached IMAP ENVELOPE text, or NULL */
     const char *bodystructure;/* cached IMAP BODYSTRUCTURE (extended) text, or NULL */
+    const uint8_t *search_fields; /* cached mime_search_fields records, or NULL */
+    size_t search_fields_len;
     uint32_t uid_r;           /* out: the UID given in the mailbox */
     int result_r;             /* out: 0 stored, -1 failed (see err_r) */
     char err_r[256];
@@ -224,6 +237,8 @@ struct store_msg {
     char *keywords;           /* "" or space-separated; owned by the list */
     char *envelope;           /* cached, or NULL (only with STORE_MSG_CACHE) */
     char *bodystructure;      /* cached, or NULL (only with STORE_MSG_CACHE) */
+    uint8_t *fields;          /* cached search fields, or NULL (STORE_MSG_CACHE/_FIELDS) */
+    size_t fields_len;
 };
 struct store_msg_list {
     struct store_msg *v;
@@ -232,7 +247,8 @@ struct store_msg_list {
 void store_msg_list_free(struct store_msg_list *l);
 
 enum {
-    STORE_MSG_CACHE = 1u << 0, /* also load envelope and bodystructure */
+    STORE_MSG_CACHE = 1u << 0,  /* also load envelope, bodystructure and search fields */
+    STORE_MSG_FIELDS = 1u << 1, /* also load envelope and search fields (for SEARCH) */
 };
 /* Messages with uid_from <= uid <= uid_to (UINT32_MAX for "to the end"),
  * in UID order. */
@@ -269,11 +285,12 @@ int store_msgs_expunge(struct store *st, const char *account, int64_t mailbox_id
 int store_msgs_copy(struct store *st, const char *account, int64_t from_mailbox_id,
                     const uint32_t *uids, size_t n, int64_t to_mailbox_id, int move,
                     uint32_t *new_uids_r, char *err, size_t errlen);
-/* Fill the cached envelope/bodystructure of a message that has none
- * (delivered before they were computed). Does not change its MODSEQ. */
+/* Fill the cached envelope/bodystructure/search fields of a message that
+ * has none (stored before they were computed); NULL items are left as
+ * they are. Does not change its MODSEQ. */
 int store_msg_set_cache(struct store *st, const char *account, int64_t mailbox_id, uint32_t uid,
-                        const char *envelope, const char *bodystructure, char *err,
-                        size_t errlen);
+                        const char *envelope, const char *bodystructure,
+                        const uint8_t *fields, size_t fields_len, char *err, size_t errlen);
 /* The message's bytes (malloc'd, NUL-terminated, NUL not counted). */
 int store_msg_read(struct store *st, const char *account, const char *file, uint8_t **data_r,
                    size_t *len_r, char *err, size_t errlen);

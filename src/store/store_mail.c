@@ -61,6 +61,7 @@ static const char index_schema[] =
     " keywords TEXT NOT NULL DEFAULT '',"
     " envelope TEXT,"
     " bodystructure TEXT,"
+    " search_fields BLOB,"
     " PRIMARY KEY(mailbox_id, uid));"
     "CREATE INDEX IF NOT EXISTS messages_modseq ON messages(mailbox_id, modseq);"
     "CREATE INDEX IF NOT EXISTS messages_file ON messages(file);"
@@ -82,11 +83,17 @@ static const char index_migrate_1_2[] =
     "INSERT OR IGNORE INTO subscriptions(name) SELECT name FROM mailboxes WHERE subscribed = 1;"
     "CREATE INDEX IF NOT EXISTS expunged_modseq ON expunged(mailbox_id, modseq);";
 
+/* Version 2 -> 3: decoded address and subject fields for SEARCH. Older
+ * messages have none; SEARCH reads their files. */
+static const char index_migrate_2_3[] = "ALTER TABLE messages ADD COLUMN search_fields BLOB;";
+
 /* store_db_schema's migrate hook: from version `from` to INDEX_VERSION. */
 static int index_migrate(sqlite3 *db, int from, char *err, size_t errlen)
 {
-    if (from == 1)
-        return store_db_exec(db, index_migrate_1_2, err, errlen);
+    if (from == 1 && store_db_exec(db, index_migrate_1_2, err, errlen) < 0)
+        return -1;
+    if (from <= 2)
+        return store_db_exec(db, index_migrate_2_3, err, errlen);
     return store_fail(err, errlen, "%s: no migration from schema version %d",
                       sqlite3_db_filename(db, "main"), from);
 }
@@ -113,8 +120,11 @@ static const char *const index_stmt_sql[IXS_COUNT] = {
     [IXS_MBOX_SET_RECENT] = "UPDATE mailboxes SET first_recent_uid = ? WHERE id = ?",
     [IXS_MSG_LOAD] = "SELECT " IXS_MSG_COLS " FROM messages"
                      " WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid",
-    [IXS_MSG_LOAD_CACHE] = "SELECT " IXS_MSG_COLS ", envelope, bodystructure FROM messages"
+    [IXS_MSG_LOAD_CACHE] = "SELECT " IXS_MSG_COLS ", envelope, bodystructure, search_fields"
+                           " FROM messages"
                            " WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid",
+    [IXS_MSG_LOAD_FIELDS] = "SELECT " IXS_MSG_COLS ", envelope, NULL, search_fields FROM messages"
+                            " WHERE mailbox_id = ? AND uid >= ? AND uid <= ? ORDER BY uid",
     [IXS_MSG_CHANGED] = "SELECT " IXS_MSG_COLS " FROM messages"
                         " WHERE mailbox_id = ? AND modseq > ? ORDER BY uid",
     [IXS_MSG_EXPUNGED] =
@@ -129,17 +139,20 @@ static const char *const index_stmt_sql[IXS_COUNT] = {
                                " WHERE mailbox_id = ? AND uid = ?",
     [IXS_MSG_COPY] =
         "INSERT INTO messages(mailbox_id, uid, file, size, internaldate, modseq,"
-        " flags, keywords, envelope, bodystructure)"
+        " flags, keywords, envelope, bodystructure, search_fields)"
         " SELECT ?1, ?2, ?3, size, internaldate, ?4, flags, keywords, envelope,"
-        " bodystructure FROM messages WHERE mailbox_id = ?5 AND uid = ?6 AND file = ?7",
+        " bodystructure, search_fields FROM messages"
+        " WHERE mailbox_id = ?5 AND uid = ?6 AND file = ?7",
     [IXS_MSG_INSERT_FULL] = "INSERT INTO messages(mailbox_id, uid, file, size, internaldate,"
-                            " modseq, flags, keywords, envelope, bodystructure)"
-                            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                            " modseq, flags, keywords, envelope, bodystructure,"
+                            " search_fields)"
+                            " VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
     [IXS_MSG_MOVE] = "UPDATE messages SET mailbox_id = ?, uid = ?, modseq = ?"
                      " WHERE mailbox_id = ? AND uid = ?",
     [IXS_EXPUNGE_ADD] = "INSERT OR REPLACE INTO expunged(mailbox_id, uid, modseq) VALUES(?, ?, ?)",
     [IXS_MSG_SET_CACHE] = "UPDATE messages SET envelope = coalesce(envelope, ?),"
-                          " bodystructure = coalesce(bodystructure, ?)"
+                          " bodystructure = coalesce(bodystructure, ?),"
+                          " search_fields = coalesce(search_fields, ?)"
                           " WHERE mailbox_id = ? AND uid = ?",
     [IXS_SUB_ADD] = "INSERT OR IGNORE INTO subscriptions(name) VALUES(?)",
     [IXS_SUB_DEL] = "DELETE FROM subscriptions WHERE name = ?",
@@ -550,6 +563,9 @@ static int deliver_insert(struct store_index *ix, struct deliver_item *it, char 
         sqlite3_bind_text(s, 9, it->d->envelope, -1, SQLITE_STATIC);
     if (it->d->bodystructure)
         sqlite3_bind_text(s, 10, it->d->bodystructure, -1, SQLITE_STATIC);
+    if (it->d->search_fields && it->d->search_fields_len > 0)
+        sqlite3_bind_blob(s, 11, it->d->search_fields, (int)it->d->search_fields_len,
+                          SQLITE_STATIC);
     rc = sqlite3_step(s);
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);

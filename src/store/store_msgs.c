@@ -168,6 +168,7 @@ void store_msg_list_free(struct store_msg_list *l)
             free(l->v[i].keywords);
         free(l->v[i].envelope);
         free(l->v[i].bodystructure);
+        free(l->v[i].fields);
     }
     if (l->v != msg_none)
         free(l->v);
@@ -191,8 +192,28 @@ static char *msg_col_dup(sqlite3_stmt *s, int i, int *oom)
     return p;
 }
 
-/* Fill m from a row of IXS_MSG_COLS (then envelope, bodystructure when
- * cache). 0, or -1 when out of memory (m holds nothing to free). */
+/* A malloc'd copy of blob column i and its length, or NULL (SQL NULL, or
+ * *oom set). */
+static uint8_t *msg_col_blob(sqlite3_stmt *s, int i, size_t *len_r, int *oom)
+{
+    const void *b = sqlite3_column_blob(s, i);
+    size_t len = (size_t)sqlite3_column_bytes(s, i);
+    *len_r = 0;
+    if (!b || len == 0)
+        return NULL;
+    uint8_t *p = malloc(len);
+    if (!p) {
+        *oom = 1;
+        return NULL;
+    }
+    memcpy(p, b, len);
+    *len_r = len;
+    return p;
+}
+
+/* Fill m from a row of IXS_MSG_COLS (then envelope, bodystructure and
+ * search fields when cache). 0, or -1 when out of memory (m holds
+ * nothing to free). */
 static int msg_row(sqlite3_stmt *s, struct store_msg *m, int cache)
 {
     int oom = 0;
@@ -207,12 +228,16 @@ static int msg_row(sqlite3_stmt *s, struct store_msg *m, int cache)
     m->keywords = kw && *kw ? msg_col_dup(s, 6, &oom) : kw_empty;
     m->envelope = cache ? msg_col_dup(s, 7, &oom) : NULL;
     m->bodystructure = cache ? msg_col_dup(s, 8, &oom) : NULL;
+    m->fields = cache ? msg_col_blob(s, 9, &m->fields_len, &oom) : NULL;
+    if (!cache)
+        m->fields_len = 0;
     if (!oom)
         return 0;
     if (m->keywords != kw_empty)
         free(m->keywords);
     free(m->envelope);
     free(m->bodystructure);
+    free(m->fields);
     return -1;
 }
 
@@ -254,9 +279,11 @@ int store_msgs_load(struct store *st, const char *account, int64_t mailbox_id, u
     r->v = NULL;
     r->n = 0;
     struct store_index *ix = store_index_of(st, account, err, errlen);
-    int cache = (what & STORE_MSG_CACHE) != 0;
-    sqlite3_stmt *s =
-        ix ? store_index_stmt(ix, cache ? IXS_MSG_LOAD_CACHE : IXS_MSG_LOAD, err, errlen) : NULL;
+    int cache = (what & (STORE_MSG_CACHE | STORE_MSG_FIELDS)) != 0;
+    enum index_stmt which = (what & STORE_MSG_CACHE)    ? IXS_MSG_LOAD_CACHE
+                            : (what & STORE_MSG_FIELDS) ? IXS_MSG_LOAD_FIELDS
+                                                        : IXS_MSG_LOAD;
+    sqlite3_stmt *s = ix ? store_index_stmt(ix, which, err, errlen) : NULL;
     if (!s)
         return -1;
     sqlite3_bind_int64(s, 1, mailbox_id);
@@ -815,13 +842,14 @@ int store_msgs_copy(struct store *st, const char *account, int64_t from_mailbox_
  * next FETCH redoes. If FULL cannot be restored the connection is closed,
  * so no later delivery commits without the sync. */
 int store_msg_set_cache(struct store *st, const char *account, int64_t mailbox_id, uint32_t uid,
-                        const char *envelope, const char *bodystructure, char *err, size_t errlen)
+                        const char *envelope, const char *bodystructure,
+                        const uint8_t *fields, size_t fields_len, char *err, size_t errlen)
 {
     struct store_index *ix = store_index_of(st, account, err, errlen);
     sqlite3_stmt *s = ix ? store_index_stmt(ix, IXS_MSG_SET_CACHE, err, errlen) : NULL;
     if (!s)
         return -1;
-    if (!envelope && !bodystructure)
+    if (!envelope && !bodystructure && !(fields && fields_len))
         return 0;
     if (store_db_exec(ix->db, "PRAGMA synchronous=NORMAL", err, errlen) < 0)
         return -1;
@@ -831,8 +859,10 @@ int store_msg_set_cache(struct store *st, const char *account, int64_t mailbox_i
             sqlite3_bind_text(s, 1, envelope, -1, SQLITE_STATIC);
         if (bodystructure)
             sqlite3_bind_text(s, 2, bodystructure, -1, SQLITE_STATIC);
-        sqlite3_bind_int64(s, 3, mailbox_id);
-        sqlite3_bind_int64(s, 4, uid);
+        if (fields && fields_len)
+            sqlite3_bind_blob(s, 3, fields, (int)fields_len, SQLITE_STATIC);
+        sqlite3_bind_int64(s, 4, mailbox_id);
+        sqlite3_bind_int64(s, 5, uid);
         rc = store_stmt_run(ix, s, "set cache", err, errlen);
         if (rc == 0)
             rc = store_ix_commit(ix, err, errlen);

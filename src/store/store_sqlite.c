@@ -349,8 +349,18 @@ static const char accounts_schema[] =
     " address TEXT NOT NULL UNIQUE COLLATE NOCASE,"
     " domain TEXT NOT NULL COLLATE NOCASE,"
     " hash TEXT NOT NULL,"
-    " created INTEGER NOT NULL);"
+    " created INTEGER NOT NULL,"
+    " apop_secret TEXT);"
     "CREATE INDEX IF NOT EXISTS accounts_domain ON accounts(domain);";
+
+/* accounts.sqlite v1 -> v2: the APOP shared secret (POP3, RFC 1939 7). */
+static int accounts_migrate(sqlite3 *db, int from, char *err, size_t errlen)
+{
+    if (from < 2 &&
+        store_db_exec(db, "ALTER TABLE accounts ADD COLUMN apop_secret TEXT", err, errlen) < 0)
+        return -1;
+    return 0;
+}
 
 /* Open accounts.sqlite, bring its schema up and prepare hot statements. */
 static int store_accounts_open(struct store *st, char *err, size_t errlen)
@@ -359,7 +369,8 @@ static int store_accounts_open(struct store *st, char *err, size_t errlen)
     if (snprintf(path, sizeof(path), "%s/accounts.sqlite", st->dir) >= (int)sizeof(path))
         return store_fail(err, errlen, "path too long: %s", st->dir);
     if (store_db_open(path, 1, &st->db, err, errlen) < 0 ||
-        store_db_schema(st->db, ACCOUNTS_VERSION, accounts_schema, NULL, NULL, err, errlen) < 0)
+        store_db_schema(st->db, ACCOUNTS_VERSION, accounts_schema, NULL, accounts_migrate, err,
+                        errlen) < 0)
         return -1;
     if (store_db_prepare(st->db, "SELECT address, hash FROM accounts WHERE address = ?",
                          &st->lookup, err, errlen) < 0 ||
@@ -710,6 +721,58 @@ int store_account_set_password(struct store *st, const char *address, const char
         return store_fail(err, errlen, "no such account: %s", addr);
     log_info("store", "event=account_passwd account=%s", addr);
     return 0;
+}
+
+int store_account_set_apop_secret(struct store *st, const char *address, const char *secret,
+                                  char *err, size_t errlen)
+{
+    char addr[STORE_ADDR_MAX + 1];
+    if (store_addr_norm(address, addr, sizeof(addr), NULL) < 0)
+        return store_fail(err, errlen, "no such account: %.320s", address ? address : "");
+    sqlite3_stmt *s;
+    if (store_db_prepare(st->db, "UPDATE accounts SET apop_secret = ? WHERE address = ?", &s, err,
+                         errlen) < 0)
+        return -1;
+    if (secret && *secret)
+        sqlite3_bind_text(s, 1, secret, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 1);
+    sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return store_db_fail(err, errlen, st->db, "set APOP secret");
+    if (sqlite3_changes(st->db) == 0)
+        return store_fail(err, errlen, "no such account: %s", addr);
+    log_info("store", "event=account_apop_secret account=%s set=%s", addr,
+             secret && *secret ? "yes" : "no");
+    return 0;
+}
+
+static int store_copy(char *dst, size_t n, const char *src);
+
+enum store_lookup store_account_apop_secret(struct store *st, const char *address,
+                                            char *account_r, size_t n, char *secret_r,
+                                            size_t secret_n)
+{
+    enum store_lookup r = store_account_lookup(st, address, account_r, n, NULL, 0);
+    if (r != STORE_LOOKUP_FOUND)
+        return r;
+    sqlite3_stmt *s;
+    if (store_db_prepare(st->db, "SELECT apop_secret FROM accounts WHERE address = ?", &s, NULL,
+                         0) < 0)
+        return STORE_LOOKUP_ERROR;
+    sqlite3_bind_text(s, 1, account_r, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    if (rc == SQLITE_ROW) {
+        const char *sec = (const char *)sqlite3_column_text(s, 0);
+        if (store_copy(secret_r, secret_n, sec ? sec : "") < 0)
+            r = STORE_LOOKUP_ERROR;
+    } else {
+        r = rc == SQLITE_DONE ? STORE_LOOKUP_NO_USER : STORE_LOOKUP_ERROR;
+    }
+    sqlite3_finalize(s);
+    return r;
 }
 
 int store_account_list(struct store *st, void (*cb)(void *ctx, const char *address), void *ctx,

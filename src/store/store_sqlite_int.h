@@ -22,8 +22,8 @@
 #define STORE_CACHE_MAX 64  /* cached per-account index connections */
 #define STORE_BUSY_MS 10000 /* SQLite busy handler wait per attempt */
 #define STORE_BEGIN_TRIES 6 /* BEGIN IMMEDIATE attempts (about a minute in all) */
-#define ACCOUNTS_VERSION 1  /* PRAGMA user_version of accounts.sqlite */
-#define INDEX_VERSION 2     /* PRAGMA user_version of index.sqlite (1: before IMAP) */
+#define ACCOUNTS_VERSION 2  /* PRAGMA user_version of accounts.sqlite */
+#define INDEX_VERSION 3     /* PRAGMA user_version of index.sqlite (1: before IMAP) */
 #define INDEX_CACHE_KIB 512 /* SQLite page cache per index connection */
 
 /* Statements of an index connection prepared on first use and kept with
@@ -38,6 +38,7 @@ enum index_stmt {
     IXS_MBOX_SET_RECENT,    /* first_recent_uid of a mailbox */
     IXS_MSG_LOAD,           /* messages of a UID range, without cache */
     IXS_MSG_LOAD_CACHE,     /* messages of a UID range, with cache */
+    IXS_MSG_LOAD_FIELDS,    /* messages of a UID range, with envelope and search fields */
     IXS_MSG_CHANGED,        /* messages with modseq > ? */
     IXS_MSG_EXPUNGED,       /* expunged UIDs with modseq > ? */
     IXS_MSG_FLAGS,          /* flags, keywords, modseq of one message */

@@ -78,13 +78,14 @@ def port_is_free(port):
         s.close()
 
 
-# The listeners `correio init --port-offset N` sets up: SMTP 25+N, IMAP 143+N, IMAPS 993+N.
-BASE_PORTS = (25, 143, 993)
+# The listeners `correio init --port-offset N` sets up: SMTP 25+N, IMAP 143+N,
+# IMAPS 993+N, POP3 110+N, POP3S 995+N.
+BASE_PORTS = (25, 143, 993, 110, 995)
 _used_ports = set()  # ports of the offsets handed out in this process
 
 
 def alloc_port_offset():
-    """A --port-offset whose ports (25, 143 and 993 + offset) are free on
+    """A --port-offset whose ports (BASE_PORTS + offset) are free on
     127.0.0.1 and not those of an offset handed out before in this process.
     Starts from a base derived from the pid so parallel runs do not collide."""
     with _port_lock:
@@ -134,6 +135,8 @@ class Server:
         self.smtp_port = 25 + self.offset
         self.imap_port = 143 + self.offset   # STARTTLS
         self.imaps_port = 993 + self.offset  # implicit TLS
+        self.pop3_port = 110 + self.offset   # STLS
+        self.pop3s_port = 995 + self.offset  # implicit TLS
         self.cert_path = os.path.join(self.dir, "tls", "cert.pem")
         argv = ["init", self.dir, "--hostname", hostname, "--port-offset", str(self.offset)]
         for d in domains:
@@ -1160,3 +1163,186 @@ def apply_expunges(uids, expunges):
         assert 1 <= n <= len(left), "* %d EXPUNGE with %d messages" % (n, len(left))
         gone.append(left.pop(n - 1))
     return left, gone
+
+
+# --- POP3 ------------------------------------------------------------------------------
+# Clients: Python's poplib (pop3_ssl / pop3_stls) and RawPOP3, a byte-level client.
+import poplib  # noqa: E402  (kept with the POP3 helpers)
+
+POP3_HOST = "127.0.0.1"
+
+
+def pop3_ssl(server, user=None, password=DEFAULT_PASSWORD, timeout=IO_TIMEOUT, context=None):
+    """poplib over implicit TLS (port 995 + offset), logged in with USER/PASS when user is given."""
+    p = poplib.POP3_SSL(POP3_HOST, server.pop3s_port, context=context or unverified_tls_context(),
+                        timeout=timeout)
+    if user:
+        p.user(user)
+        p.pass_(password)
+    return p
+
+
+def pop3_stls(server, user=None, password=DEFAULT_PASSWORD, timeout=IO_TIMEOUT, context=None):
+    """poplib on port 110 + offset after STLS, logged in with USER/PASS when user is given."""
+    p = poplib.POP3(POP3_HOST, server.pop3_port, timeout=timeout)
+    p.stls(context or unverified_tls_context())
+    if user:
+        p.user(user)
+        p.pass_(password)
+    return p
+
+
+class RawPOP3:
+    """A byte-level POP3 client. Every read has a timeout; lines are returned
+    without their CRLF, multi-line data as sent (still byte-stuffed)."""
+
+    def __init__(self, port, tls=False, timeout=IO_TIMEOUT, host=POP3_HOST):
+        self.sock = socket.create_connection((host, port), timeout=timeout)
+        self.sock.settimeout(timeout)
+        self.timeout = timeout
+        self.buf = b""
+        self.transcript = []
+        if tls:
+            self.wrap_tls()
+        self.greeting = self.readline()
+
+    def close(self):
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *a):
+        self.close()
+
+    def wrap_tls(self, context=None):
+        self.sock = (context or unverified_tls_context()).wrap_socket(self.sock,
+                                                                       server_hostname="mx.example.test")
+        self.sock.settimeout(self.timeout)
+
+    def send(self, data):
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        self.transcript.append((">", data[:300]))
+        self.sock.sendall(data)
+
+    def _fill(self):
+        try:
+            chunk = self.sock.recv(65536)
+        except (ConnectionResetError, ssl.SSLEOFError):
+            chunk = b""
+        if not chunk:
+            raise Closed("connection closed by server; unread: %r; transcript tail: %r"
+                         % (self.buf[:300], self.transcript[-6:]))
+        self.buf += chunk
+
+    def readline(self):
+        while b"\r\n" not in self.buf:
+            if len(self.buf) > 1 << 24:
+                raise AssertionError("reply line without CRLF: %r" % self.buf[:200])
+            self._fill()
+        line, self.buf = self.buf.split(b"\r\n", 1)
+        self.transcript.append(("<", line[:300]))
+        return line
+
+    def cmd(self, line):
+        """Send one command line; returns the status line (b'+OK ...' / b'-ERR ...')."""
+        self.send(line + ("\r\n" if isinstance(line, str) else b"\r\n"))
+        return self.readline()
+
+    def ok(self, line):
+        r = self.cmd(line)
+        assert r.startswith(b"+OK"), "%s: %r" % (line, r)
+        return r
+
+    def err(self, line):
+        r = self.cmd(line)
+        assert r.startswith(b"-ERR"), "%s: want -ERR, got %r" % (line, r)
+        return r
+
+    def data(self):
+        """The raw multi-line data after a +OK, up to (not including) the '.' line:
+        the bytes as sent, CRLFs included, byte-stuffing not undone."""
+        while b"\r\n.\r\n" not in b"\r\n" + self.buf:
+            self._fill()
+        if self.buf.startswith(b".\r\n"):
+            self.buf = self.buf[3:]
+            return b""
+        i = self.buf.index(b"\r\n.\r\n")
+        out, self.buf = self.buf[:i + 2], self.buf[i + 5:]
+        return out
+
+    def multi(self, line):
+        """A multi-line command: (status line, raw data or None after -ERR)."""
+        r = self.cmd(line)
+        return r, (self.data() if r.startswith(b"+OK") else None)
+
+    def login(self, user, password=DEFAULT_PASSWORD):
+        self.ok("USER " + user)
+        return self.ok("PASS " + password)
+
+    def stls(self, context=None):
+        r = self.ok("STLS")
+        assert self.buf == b"", "data after the STLS reply, before TLS: %r" % self.buf
+        self.wrap_tls(context)
+        return r
+
+    def pending(self, wait=0.5):
+        """Bytes the server sends within `wait` seconds (b"" if none; None if closed)."""
+        if self.buf:
+            data, self.buf = self.buf, b""
+            return data
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(65536)
+            return data if data else None
+        except socket.timeout:
+            return b""
+        except (ConnectionResetError, ssl.SSLError):
+            return None
+        finally:
+            self.sock.settimeout(self.timeout)
+
+    def wait_closed(self, timeout=IO_TIMEOUT):
+        """Read until EOF; returns what came before it. Raises on timeout."""
+        deadline = time.monotonic() + timeout
+        data = self.buf
+        self.buf = b""
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError("server did not close the connection; got %r" % data[-500:])
+            self.sock.settimeout(left)
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                continue
+            except (ConnectionResetError, ssl.SSLError):
+                chunk = b""
+            if not chunk:
+                self.sock.settimeout(self.timeout)
+                return data
+            data += chunk
+
+
+def pop3_unstuff(data):
+    """Multi-line data as sent -> the message: byte-stuffing undone (RFC 1939 3)."""
+    return b"\r\n".join(l[1:] if l.startswith(b".") else l for l in data.split(b"\r\n"))
+
+
+def pop3_raw(server, user=None, password=DEFAULT_PASSWORD, tls=True, timeout=IO_TIMEOUT):
+    """RawPOP3 on the POP3S port (tls=True), on the STLS port after STLS
+    (tls="stls") or plain (tls=False); logged in with USER/PASS when user is given."""
+    if tls == "stls":
+        c = RawPOP3(server.pop3_port, timeout=timeout)
+        c.stls()
+    elif tls:
+        c = RawPOP3(server.pop3s_port, tls=True, timeout=timeout)
+    else:
+        c = RawPOP3(server.pop3_port, timeout=timeout)
+    if user:
+        c.login(user, password)
+    return c

@@ -6,6 +6,8 @@
 #include "cli/cli.h"
 #include "lib/buf.h"
 #include "lib/log.h"
+#include "mime/mime.h"
+#include "mime/mime_decode.h"
 #include "proto/imap/imap_parser.h"
 #include "proto/imap/imap_search.h"
 #include "proto/imap/imap_session.h"
@@ -172,6 +174,12 @@ static void test_parse_cost_order(void **state)
     imap_search_free(&p);
     assert_int_equal(parse_keys("SEEN SENTON 1-Jan-2000", &p, err, sizeof(err)), 0);
     assert_int_equal(imap_search_cost(p), IMAP_SEARCH_COST_DATE);
+    imap_search_free(&p);
+    assert_int_equal(parse_keys("SEEN FROM a", &p, err, sizeof(err)), 0);
+    assert_int_equal(imap_search_cost(p), IMAP_SEARCH_COST_FIELDS);
+    imap_search_free(&p);
+    assert_int_equal(parse_keys("OR HEADER subject x TO b", &p, err, sizeof(err)), 0);
+    assert_int_equal(imap_search_cost(p), IMAP_SEARCH_COST_FIELDS);
     imap_search_free(&p);
     assert_int_equal(parse_keys("NOT HEADER X-A b", &p, err, sizeof(err)), 0);
     assert_int_equal(imap_search_cost(p), IMAP_SEARCH_COST_HEADER);
@@ -490,6 +498,26 @@ static int eval_keys(const char *keys, const struct tmsg *t, unsigned long *read
     assert_true(env.reads <= 1);
     if (reads_r)
         *reads_r = env.reads;
+    /* With the index's search fields (as delivery computes them), the
+     * answer must be the same, and FROM/TO/CC/BCC/SUBJECT read no file. */
+    if (!t->unreadable && !t->m.fields) {
+        struct mime_message *mm = mime_parse((const uint8_t *)t->text, strlen(t->text), NULL);
+        struct buf fields = BUF_INIT;
+        assert_non_null(mm);
+        assert_int_equal(mime_search_fields(mm, &fields), 0);
+        struct tmsg t3 = *t;
+        t3.m.handle = &t3;
+        t3.m.fields = buf_ptr(&fields);
+        t3.m.fields_len = buf_size(&fields);
+        struct imap_search_env env3 = {.max_seq = 5, .max_uid = 50, .read = tmsg_read};
+        int r3 = imap_search_match(p, &t3.m, &env3);
+        if (r3 != r)
+            fail_msg("%s: %d from the file, %d with cached fields", keys, r, r3);
+        if (imap_search_cost(p) <= IMAP_SEARCH_COST_FIELDS && !strstr(keys, "SENT"))
+            assert_int_equal(env3.reads, 0); /* SENT* reads without a cached envelope */
+        buf_free(&fields);
+        mime_message_free(&mm);
+    }
     imap_search_free(&p);
     return r;
 }
@@ -641,6 +669,19 @@ static void test_eval_headers(void **state)
     YES("BCC secret", &t);
     YES("HEADER X-Priority 1", &t);
     NO("HEADER Content-Disposition attachment", &t); /* top-level header only */
+
+    /* A damaged search-fields cache is not trusted: the file decides. */
+    tmsg_init(&t, MSG_PLAIN, 1);
+    t.m.fields = (const uint8_t *)"1f99:x";
+    t.m.fields_len = 6;
+    YES("FROM alice", &t);
+    t.m.fields = (const uint8_t *)"2f5:alice";
+    t.m.fields_len = 9;
+    NO("FROM zelda", &t);
+    /* An intact one is: it says who the message is from. */
+    t.m.fields = (const uint8_t *)"1f5:zelda";
+    YES("FROM zelda", &t);
+    NO("FROM alice", &t);
 }
 
 static void test_eval_bodies(void **state)

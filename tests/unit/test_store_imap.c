@@ -866,11 +866,15 @@ static void test_cache_fill(void **state)
     uint32_t uid = put_plain(f->st, "INBOX", "x\r\n");
     uint32_t other = put(f->st, "INBOX", "y\r\n", 0, NULL, "(e0)", NULL);
     assert_int_equal(
-        store_msg_set_cache(f->st, ACCT, mb.id, uid, "(env)", "(bs)", err, sizeof(err)), 0);
+        store_msg_set_cache(f->st, ACCT, mb.id, uid, "(env)", "(bs)", NULL, 0, err, sizeof(err)),
+        0);
     /* Only what is missing is filled. */
-    assert_int_equal(store_msg_set_cache(f->st, ACCT, mb.id, uid, "(env2)", "(bs2)", err, 256), 0);
-    assert_int_equal(store_msg_set_cache(f->st, ACCT, mb.id, other, "(e1)", "(b1)", err, 256), 0);
-    assert_int_equal(store_msg_set_cache(f->st, ACCT, mb.id, 999, "(e)", "(b)", err, 256), 0);
+    assert_int_equal(
+        store_msg_set_cache(f->st, ACCT, mb.id, uid, "(env2)", "(bs2)", NULL, 0, err, 256), 0);
+    assert_int_equal(
+        store_msg_set_cache(f->st, ACCT, mb.id, other, "(e1)", "(b1)", NULL, 0, err, 256), 0);
+    assert_int_equal(store_msg_set_cache(f->st, ACCT, mb.id, 999, "(e)", "(b)", NULL, 0, err, 256),
+                     0);
     struct store_msg_list l;
     load(f->st, mb.id, STORE_MSG_CACHE, &l);
     assert_string_equal(find(&l, uid)->envelope, "(env)");
@@ -878,10 +882,32 @@ static void test_cache_fill(void **state)
     assert_int_equal(find(&l, uid)->modseq, 2); /* not a change for CONDSTORE */
     assert_string_equal(find(&l, other)->envelope, "(e0)");
     assert_string_equal(find(&l, other)->bodystructure, "(b1)");
+    assert_null(find(&l, uid)->fields);
     store_msg_list_free(&l);
-    assert_int_equal(mbox(f->st, "INBOX").highestmodseq, 3);
+    /* Search fields: filled when missing, loaded with the envelope for
+     * SEARCH (without the bodystructure), kept by COPY. */
+    assert_int_equal(store_msg_set_cache(f->st, ACCT, mb.id, uid, NULL, NULL,
+                                         (const uint8_t *)"1s2:hi", 6, err, 256),
+                     0);
+    assert_int_equal(store_msg_set_cache(f->st, ACCT, mb.id, uid, NULL, NULL,
+                                         (const uint8_t *)"1s2:no", 6, err, 256),
+                     0);
+    load(f->st, mb.id, STORE_MSG_FIELDS, &l);
+    assert_int_equal(find(&l, uid)->fields_len, 6);
+    assert_memory_equal(find(&l, uid)->fields, "1s2:hi", 6);
+    assert_string_equal(find(&l, uid)->envelope, "(env)");
+    assert_null(find(&l, uid)->bodystructure);
+    assert_null(find(&l, other)->fields);
+    store_msg_list_free(&l);
+    uint32_t copied = 0;
+    assert_int_equal(
+        store_msgs_copy(f->st, ACCT, mb.id, &uid, 1, mb.id, 0, &copied, err, sizeof(err)), 0);
+    load(f->st, mb.id, STORE_MSG_CACHE, &l);
+    assert_memory_equal(find(&l, copied)->fields, "1s2:hi", 6);
+    store_msg_list_free(&l);
+    assert_int_equal(mbox(f->st, "INBOX").highestmodseq, 4);
     /* Deliveries after a fill are still committed durably (FULL again). */
-    assert_int_equal(put_plain(f->st, "INBOX", "z\r\n"), 3);
+    assert_int_equal(put_plain(f->st, "INBOX", "z\r\n"), 4);
 }
 
 static void test_load_ranges(void **state)
@@ -1009,7 +1035,7 @@ static void test_migrate_v1(void **state)
 
     assert_int_equal(store_open(&f->st, f->dir, err, sizeof(err)), 0);
     struct store_mailbox in = mbox(f->st, "INBOX");
-    assert_int_equal(user_version(p), 2);
+    assert_int_equal(user_version(p), 3);
     assert_int_equal(in.uidvalidity, 1600000000);
     assert_int_equal(in.uidnext, 3);
     assert_int_equal(in.highestmodseq, 3);
@@ -1037,11 +1063,11 @@ static void test_migrate_v1(void **state)
     assert_int_equal(nexp, 1);
     free(exp);
     store_msg_list_free(&l);
-    /* A second open finds version 2 and leaves it alone. */
+    /* A second open finds version 3 and leaves it alone. */
     store_close(&f->st);
     assert_int_equal(store_open(&f->st, f->dir, err, sizeof(err)), 0);
     assert_int_equal(mbox(f->st, "INBOX").uidnext, 4);
-    assert_int_equal(user_version(p), 2);
+    assert_int_equal(user_version(p), 3);
 
     /* A newer index than this program knows is refused, not touched. */
     store_close(&f->st);

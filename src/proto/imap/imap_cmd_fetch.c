@@ -260,14 +260,20 @@ static enum fetch_rc fetch_msg_cache(struct fetch_msg *fm)
             return FETCH_FAIL;
         fm->envelope = (const char *)buf_ptr(&fm->env);
         fm->bodystructure = (const char *)buf_ptr(&fm->bs);
-        /* Text columns: a value with a NUL (inside a literal) cannot be kept. */
+        /* Text columns: a value with a NUL (inside a literal) cannot be
+         * kept. The search fields come along when they are missing too. */
         char err[256];
+        struct buf fields = BUF_INIT;
+        if (!fm->m->fields && mime_search_fields(fm->mime, &fields) < 0)
+            buf_free(&fields);
         if (strlen(fm->envelope) == buf_size(&fm->env) &&
             strlen(fm->bodystructure) == buf_size(&fm->bs) &&
             store_msg_set_cache(fm->st, fm->s->account, fm->s->sel.mailbox_id, fm->m->uid,
-                                fm->envelope, fm->bodystructure, err, sizeof(err)) < 0)
+                                fm->envelope, fm->bodystructure, buf_ptr(&fields),
+                                buf_size(&fields), err, sizeof(err)) < 0)
             log_warn("imap", "event=cache_fill_failed id=%s uid=%u error=\"%s\"", fm->s->id,
                      fm->m->uid, err);
+        buf_free(&fields);
     }
     fm->cache_done = true;
     return FETCH_OK;

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "lib/log.h"
+#include "mime/mime_imap.h"
 #include "proto/imap/imap_int.h"
 #include "proto/imap/imap_utf7.h"
 
@@ -989,6 +990,10 @@ static void append_store(struct imap_session *s, struct store *st, struct append
                          const struct store_mailbox *mb, struct imap_reply *r)
 {
     struct iovec iov = {.iov_base = a->msg->str, .iov_len = a->msg->len};
+    /* Parsed once now, so FETCH ENVELOPE/BODYSTRUCTURE and SEARCH on the
+     * address and subject fields never read this file. */
+    struct mime_index_cache cache;
+    mime_index_cache_compute((const uint8_t *)a->msg->str, a->msg->len, NULL, &cache);
     struct store_delivery d = {
         .account = s->account,
         .mailbox = mb->name,
@@ -997,10 +1002,16 @@ static void append_store(struct imap_session *s, struct store *st, struct append
         .internal_date = a->date,
         .flags = a->flags,
         .keywords = a->keywords && *a->keywords ? a->keywords : NULL,
+        .envelope = cache.envelope,
+        .bodystructure = cache.bodystructure,
+        .search_fields = buf_size(&cache.fields) ? buf_ptr(&cache.fields) : NULL,
+        .search_fields_len = buf_size(&cache.fields),
     };
     char err[256];
     struct store_mailbox now;
-    if (store_deliver(st, &d, 1) < 0 || d.result_r < 0) {
+    int stored = store_deliver(st, &d, 1) == 0 && d.result_r == 0;
+    mime_index_cache_free(&cache);
+    if (!stored) {
         if (store_mailbox_get(st, s->account, mb->name, &now, err, sizeof(err)) == 0) {
             imap_reply_set(r, IMAP_NO, "TRYCREATE", "Mailbox does not exist");
             return;

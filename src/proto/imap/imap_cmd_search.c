@@ -64,8 +64,9 @@ static int search_run(struct imap_session *s, struct store *st, const struct ima
         imap_reply_set(r, IMAP_NO, "SERVERBUG", "Out of memory");
         return -1;
     }
-    /* SENT* keys can use the Date: of cached envelopes instead of the file. */
-    unsigned what = imap_search_cost(p) >= IMAP_SEARCH_COST_DATE ? STORE_MSG_CACHE : 0;
+    /* SENT* keys can use the Date: of cached envelopes, FROM/SUBJECT/...
+     * the cached search fields, instead of the file. */
+    unsigned what = imap_search_cost(p) >= IMAP_SEARCH_COST_DATE ? STORE_MSG_FIELDS : 0;
     struct store_msg_list l = {0};
     char err[256], q[300];
     if (store_msgs_load(st, s->account, v->mailbox_id, v->uids[0], v->uids[v->n - 1], what, &l, err,
@@ -101,6 +102,8 @@ static int search_run(struct imap_session *s, struct store *st, const struct ima
             .modseq = sm->modseq,
             .internal_date = sm->internal_date,
             .envelope = sm->envelope,
+            .fields = sm->fields,
+            .fields_len = sm->fields_len,
             .handle = sm,
         };
         switch (imap_search_match(p, &m, &env)) {

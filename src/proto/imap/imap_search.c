@@ -185,15 +185,16 @@ void imap_search_free(struct imap_search **pp)
     *pp = NULL;
 }
 
-static enum imap_search_cost op_cost(enum imap_search_op op)
+static enum imap_search_cost key_cost(const struct imap_search_key *k)
 {
-    switch (op) {
+    switch (k->op) {
     case IMAP_SEARCH_SENTBEFORE:
     case IMAP_SEARCH_SENTON:
     case IMAP_SEARCH_SENTSINCE:
         return IMAP_SEARCH_COST_DATE;
     case IMAP_SEARCH_HEADER:
-        return IMAP_SEARCH_COST_HEADER;
+        return mime_search_field_cached(k->field) ? IMAP_SEARCH_COST_FIELDS
+                                                  : IMAP_SEARCH_COST_HEADER;
     case IMAP_SEARCH_BODY:
     case IMAP_SEARCH_TEXT:
         return IMAP_SEARCH_COST_BODY;
@@ -213,7 +214,7 @@ static int key_cmp(const void *a, const void *b)
 /* A node's cost, and its children sorted cheapest first. */
 static void key_finish(struct imap_search_key *k)
 {
-    k->cost = op_cost(k->op);
+    k->cost = key_cost(k);
     for (size_t i = 0; i < k->nkids; i++)
         if (k->kids[i].cost > k->cost)
             k->cost = k->kids[i].cost;
@@ -903,6 +904,11 @@ static int eval_and_or(const struct imap_search_key *k, struct search_eval *c)
 
 static int eval_content(const struct imap_search_key *k, struct search_eval *c)
 {
+    if (k->op == IMAP_SEARCH_HEADER && c->m->fields && mime_search_field_cached(k->field)) {
+        int rc = mime_search_fields_match(c->m->fields, c->m->fields_len, k->field, k->str);
+        if (rc >= 0) /* else a damaged cache: search the message */
+            return rc ? TV_TRUE : TV_FALSE;
+    }
     if (!c->full)
         return TV_UNKNOWN;
     int rc = eval_load(c);

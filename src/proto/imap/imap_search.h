@@ -6,7 +6,9 @@
  * index row (struct imap_search_msg) and hands a callback that reads the
  * message's bytes; the evaluator calls it only when a key needs the
  * content (header, body and text keys; SENT* when no cached envelope
- * gives the Date). Keys answerable from the index row are tried first:
+ * gives the Date; FROM/TO/CC/BCC/SUBJECT when the index holds no search
+ * fields of the message). Keys answerable from the index row (flags,
+ * sizes, dates, the cached envelope and search fields) are tried first:
  *  - a first pass decides what it can without the content, in three-valued
  *    logic (AND is false as soon as one key is false, OR true as soon as
  *    one is true, unknown otherwise), so "UNSEEN BODY x" never reads a
@@ -84,6 +86,7 @@ enum imap_search_op {
 enum imap_search_cost {
     IMAP_SEARCH_COST_INDEX = 0, /* the index row */
     IMAP_SEARCH_COST_DATE,      /* the Date: header (the cached envelope, else the file) */
+    IMAP_SEARCH_COST_FIELDS,    /* From/To/Cc/Bcc/Subject (the cached search fields, else the file) */
     IMAP_SEARCH_COST_HEADER,    /* the message file, its header fields */
     IMAP_SEARCH_COST_BODY,      /* the message file, its decoded bodies */
 };
@@ -156,6 +159,8 @@ struct imap_search_msg {
     uint64_t modseq;
     time_t internal_date;
     const char *envelope; /* cached ENVELOPE text, or NULL (then SENT* reads the file) */
+    const uint8_t *fields; /* cached mime_search_fields records, or NULL (then FROM.. read it) */
+    size_t fields_len;
     const void *handle;   /* for the read callback */
 };
 
