@@ -1082,14 +1082,15 @@ static void retr_write(struct pop3_session *s, const uint8_t *data, size_t len, 
 {
     size_t octets;
     size_t body = message_emit(data, len, top, NULL, &octets, &s->oom);
+    /* All of it at once, so that no "+OK" is left without its lines. */
+    if (buf_reserve(s->out, body + 64) < 0) {
+        s->oom = true;
+        return;
+    }
     if (top < 0)
         session_reply(s, "+OK %zu octets", octets);
     else
         session_reply(s, "+OK Top of message follows");
-    if (s->oom || buf_reserve(s->out, body + 3) < 0) {
-        s->oom = true;
-        return;
-    }
     message_emit(data, len, top, s->out, &octets, &s->oom);
     session_reply(s, ".");
 }

@@ -31,7 +31,7 @@
 #include "lib/buf.h"
 
 struct pop3_session_config {
-    const char *hostname;        /* greeting and IMPLEMENTATION */
+    const char *hostname;        /* in the greeting (CAPA says "IMPLEMENTATION correio") */
     bool starttls_available;     /* a certificate is loaded: offer STLS */
     bool allow_plaintext_auth;   /* USER/PASS/AUTH without TLS (tests only) */
     unsigned max_errors;         /* -ERR replies to bad commands before close */
