@@ -111,10 +111,10 @@ check: layering
 	$(MAKE) unit
 	$(MAKE) e2e
 
-# lib, mime, proto and store stay pure: no libevent, no OpenSSL, no sockets.
+# lib, mime, proto, queue and store stay pure: no libevent, no OpenSSL, no sockets.
 layering:
 	@bad=$$(grep -rlE '#include *<(event2/|openssl/|sys/socket\.h|netinet/|arpa/inet\.h)' \
-	    src/lib src/mime src/proto src/store 2>/dev/null); \
+	    src/lib src/mime src/proto src/queue src/store 2>/dev/null); \
 	if [ -n "$$bad" ]; then echo "layering violation: $$bad"; exit 1; fi; echo "layering ok"
 
 # --- fuzzing (libFuzzer) ------------------------------------------------------------

@@ -254,18 +254,15 @@ static unsigned conn_count(struct daemon *d, const struct conn_proto *proto, con
     return n;
 }
 
-static void conn_refuse(struct daemon *d, int fd, const char *proto, const char *ip,
+static void conn_refuse(struct daemon *d, int fd, const struct conn_proto *proto, const char *ip,
                         const char *why, bool tls)
 {
-    log_info(proto, "event=refused ip=%s reason=\"%s\"", ip, why);
+    log_info(proto->name, "event=refused ip=%s reason=\"%s\"", ip, why);
     /* Best effort on a fresh socket; in clear only where the protocol starts in clear. */
     if (!tls) {
-        char line[300];
-        int n = strcmp(proto, "smtp") == 0
-                    ? snprintf(line, sizeof(line), "421 4.7.0 %s Error: %s\r\n", d->cfg.hostname,
-                               why)
-                    : snprintf(line, sizeof(line), "* BYE %s\r\n", why);
-        if (write(fd, line, (size_t)n) < 0) {
+        char line[400];
+        int n = snprintf(line, sizeof(line), proto->refusal, d->cfg.hostname, why);
+        if (n > 0 && (size_t)n < sizeof(line) && write(fd, line, (size_t)n) < 0) {
         }
     }
     close(fd);
@@ -284,21 +281,21 @@ void conn_accept(struct daemon *d, int fd, const struct sockaddr *sa,
         return;
     }
     if (conn_count(d, proto, NULL) >= lim->max_connections) {
-        conn_refuse(d, fd, proto->name, ip, "too many connections", implicit_tls);
+        conn_refuse(d, fd, proto, ip, "too many connections", implicit_tls);
         return;
     }
     if (conn_count(d, proto, ip) >= lim->max_connections_per_ip) {
-        conn_refuse(d, fd, proto->name, ip, "too many connections from your address",
+        conn_refuse(d, fd, proto, ip, "too many connections from your address",
                     implicit_tls);
         return;
     }
     if (implicit_tls && !d->tls_ctx) {
-        conn_refuse(d, fd, proto->name, ip, "no TLS certificate", true);
+        conn_refuse(d, fd, proto, ip, "no TLS certificate", true);
         return;
     }
     struct conn *c = calloc(1, sizeof(*c));
     if (!c) {
-        conn_refuse(d, fd, proto->name, ip, "out of memory", implicit_tls);
+        conn_refuse(d, fd, proto, ip, "out of memory", implicit_tls);
         return;
     }
     c->d = d;

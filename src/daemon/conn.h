@@ -24,6 +24,9 @@ struct sockaddr;
 
 struct conn_proto {
     const char *name; /* "smtp", "imap": logs and per-protocol limits */
+    /* printf format of the line a connection over a limit gets before it
+     * is closed: arguments our host name, then the reason (CRLF included). */
+    const char *refusal;
     /* The connection is ready (after the handshake with implicit TLS):
      * make the session in c->ctx and write the greeting into c->out.
      * -1: close at once. */

@@ -234,6 +234,7 @@ static void imap_conn_destroy(struct conn *c)
 
 const struct conn_proto imap_conn_proto = {
     .name = "imap",
+    .refusal = "* BYE %.0s%s\r\n",
     .open = imap_conn_open,
     .input = imap_conn_input,
     .tls_ready = imap_conn_tls_ready,

@@ -555,6 +555,7 @@ static void pop3_conn_destroy(struct conn *c)
 
 const struct conn_proto pop3_conn_proto = {
     .name = "pop3",
+    .refusal = "-ERR [SYS/TEMP] %.0s%s\r\n",
     .open = pop3_conn_open,
     .input = pop3_conn_input,
     .tls_ready = pop3_conn_tls_ready,

@@ -222,6 +222,7 @@ static void smtp_conn_destroy(struct conn *c)
 
 const struct conn_proto smtp_conn_proto = {
     .name = "smtp",
+    .refusal = "421 4.7.0 %s Error: %s\r\n",
     .open = smtp_conn_open,
     .input = smtp_conn_input,
     .tls_ready = smtp_conn_tls_ready,

@@ -23,6 +23,7 @@
 #include <time.h>
 
 #include "lib/log.h"
+#include "mime/mime_decode.h"
 #include "mime/mime_imap.h"
 #include "proto/imap/imap_int.h"
 #include "proto/imap/imap_utf7.h"
@@ -984,16 +985,51 @@ static int append_parse(const struct imap_command *cmd, struct append_args *a, s
     return 0;
 }
 
+/* Whether a message needs append_crlf: a bare CR or LF, or no CRLF at its
+ * end (an empty message is left alone). */
+static bool append_needs_crlf(const uint8_t *s, size_t n)
+{
+    if (n == 0)
+        return false;
+    if (n < 2 || s[n - 2] != '\r' || s[n - 1] != '\n')
+        return true;
+    for (const uint8_t *p = s; (p = memchr(p, '\n', (size_t)(s + n - p))) != NULL; p++)
+        if (p == s || p[-1] != '\r')
+            return true;
+    for (const uint8_t *p = s; (p = memchr(p, '\r', (size_t)(s + n - p))) != NULL; p++)
+        if (p + 1 == s + n || p[1] != '\n')
+            return true;
+    return false;
+}
+
 /* Store the message durably (store_deliver) and answer with APPENDUID.
- * A message for the selected mailbox is reported by the core's sync. */
+ * A message for the selected mailbox is reported by the core's sync.
+ * Every stored message has CRLF line endings and ends with CRLF, as SMTP
+ * delivers them, so that RFC822.SIZE here and POP3's sizes are the octets
+ * sent (RFC 3501 2.3.4, RFC 1939 11): a message APPENDed with bare LFs or
+ * without a final line break is stored normalised. */
 static void append_store(struct imap_session *s, struct store *st, struct append_args *a,
                          const struct store_mailbox *mb, struct imap_reply *r)
 {
     struct iovec iov = {.iov_base = a->msg->str, .iov_len = a->msg->len};
+    struct buf crlf = BUF_INIT;
+    if (append_needs_crlf((const uint8_t *)a->msg->str, a->msg->len)) {
+        int rc = mime_crlf_normalize((const uint8_t *)a->msg->str, a->msg->len, &crlf);
+        size_t m = buf_size(&crlf);
+        if (rc == 0 && (m < 2 || memcmp(buf_ptr(&crlf) + m - 2, "\r\n", 2) != 0))
+            rc = buf_append(&crlf, "\r\n", 2);
+        if (rc < 0) {
+            buf_free(&crlf);
+            imap_reply_set(r, IMAP_NO, "SERVERBUG", "Out of memory");
+            return;
+        }
+        iov.iov_base = (void *)buf_ptr(&crlf);
+        iov.iov_len = buf_size(&crlf);
+    }
     /* Parsed once now, so FETCH ENVELOPE/BODYSTRUCTURE and SEARCH on the
      * address and subject fields never read this file. */
     struct mime_index_cache cache;
-    mime_index_cache_compute((const uint8_t *)a->msg->str, a->msg->len, NULL, &cache);
+    mime_index_cache_compute(iov.iov_base, iov.iov_len, NULL, &cache);
     struct store_delivery d = {
         .account = s->account,
         .mailbox = mb->name,
@@ -1011,6 +1047,7 @@ static void append_store(struct imap_session *s, struct store *st, struct append
     struct store_mailbox now;
     int stored = store_deliver(st, &d, 1) == 0 && d.result_r == 0;
     mime_index_cache_free(&cache);
+    buf_free(&crlf);
     if (!stored) {
         if (store_mailbox_get(st, s->account, mb->name, &now, err, sizeof(err)) == 0) {
             imap_reply_set(r, IMAP_NO, "TRYCREATE", "Mailbox does not exist");
@@ -1022,7 +1059,7 @@ static void append_store(struct imap_session *s, struct store *st, struct append
     }
     s->changed = true;
     log_info("imap", "event=append id=%s mailbox_id=%lld uid=%u size=%zu", s->id, (long long)mb->id,
-             d.uid_r, a->msg->len);
+             d.uid_r, iov.iov_len);
     char code[64];
     snprintf(code, sizeof(code), "APPENDUID %u %u", mb->uidvalidity, d.uid_r);
     imap_reply_set(r, IMAP_OK, code, "APPEND completed");
