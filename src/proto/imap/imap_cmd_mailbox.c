@@ -985,14 +985,9 @@ static int append_parse(const struct imap_command *cmd, struct append_args *a, s
     return 0;
 }
 
-/* Whether a message needs append_crlf: a bare CR or LF, or no CRLF at its
- * end (an empty message is left alone). */
+/* Whether a message has a bare CR or LF (not part of a CRLF). */
 static bool append_needs_crlf(const uint8_t *s, size_t n)
 {
-    if (n == 0)
-        return false;
-    if (n < 2 || s[n - 2] != '\r' || s[n - 1] != '\n')
-        return true;
     for (const uint8_t *p = s; (p = memchr(p, '\n', (size_t)(s + n - p))) != NULL; p++)
         if (p == s || p[-1] != '\r')
             return true;
@@ -1004,21 +999,17 @@ static bool append_needs_crlf(const uint8_t *s, size_t n)
 
 /* Store the message durably (store_deliver) and answer with APPENDUID.
  * A message for the selected mailbox is reported by the core's sync.
- * Every stored message has CRLF line endings and ends with CRLF, as SMTP
- * delivers them, so that RFC822.SIZE here and POP3's sizes are the octets
- * sent (RFC 3501 2.3.4, RFC 1939 11): a message APPENDed with bare LFs or
- * without a final line break is stored normalised. */
+ * Every stored message has CRLF line endings, as SMTP delivers them, so
+ * that RFC822.SIZE and POP3's sizes are the octets sent (RFC 5322 2.3,
+ * RFC 1939 11): a message APPENDed with bare LFs or CRs is stored with
+ * CRLFs. A last line without a line break is kept as it was. */
 static void append_store(struct imap_session *s, struct store *st, struct append_args *a,
                          const struct store_mailbox *mb, struct imap_reply *r)
 {
     struct iovec iov = {.iov_base = a->msg->str, .iov_len = a->msg->len};
     struct buf crlf = BUF_INIT;
     if (append_needs_crlf((const uint8_t *)a->msg->str, a->msg->len)) {
-        int rc = mime_crlf_normalize((const uint8_t *)a->msg->str, a->msg->len, &crlf);
-        size_t m = buf_size(&crlf);
-        if (rc == 0 && (m < 2 || memcmp(buf_ptr(&crlf) + m - 2, "\r\n", 2) != 0))
-            rc = buf_append(&crlf, "\r\n", 2);
-        if (rc < 0) {
+        if (mime_crlf_normalize((const uint8_t *)a->msg->str, a->msg->len, &crlf) < 0) {
             buf_free(&crlf);
             imap_reply_set(r, IMAP_NO, "SERVERBUG", "Out of memory");
             return;

@@ -38,8 +38,10 @@
  *  - CAPA lists the same capabilities in AUTHORIZATION and TRANSACTION
  *    (RFC 2449 5), except STLS, only offered in AUTHORIZATION before TLS.
  *    USER and SASL are listed only when they can be used (RFC 2595 4).
- *  - RETR's "+OK <n> octets" counts the octets of the message as sent
- *    (CRLF line endings, before byte-stuffing).
+ *  - RETR's "+OK <n> octets" repeats LIST's size: the message's octets as
+ *    stored, which are CRLF-terminated lines (SMTP delivery and IMAP APPEND
+ *    store them so). A message whose last line has no line break gets one
+ *    before the ".": it belongs to the terminating line (RFC 1939 3).
  *
  * Out of memory: "-ERR [SYS/TEMP]" (as far as it can still be written) and
  * close.
@@ -1078,7 +1080,8 @@ enum pop3_session_status pop3_session_auth_done(struct pop3_session *s, enum pop
     return session_finish(s);
 }
 
-static void retr_write(struct pop3_session *s, const uint8_t *data, size_t len, long top)
+static void retr_write(struct pop3_session *s, const uint8_t *data, size_t len, long top,
+                       uint64_t size)
 {
     size_t octets;
     size_t body = message_emit(data, len, top, NULL, &octets, &s->oom);
@@ -1088,7 +1091,7 @@ static void retr_write(struct pop3_session *s, const uint8_t *data, size_t len, 
         return;
     }
     if (top < 0)
-        session_reply(s, "+OK %zu octets", octets);
+        session_reply(s, "+OK %llu octets", (unsigned long long)size);
     else
         session_reply(s, "+OK Top of message follows");
     message_emit(data, len, top, s->out, &octets, &s->oom);
@@ -1111,7 +1114,8 @@ enum pop3_session_status pop3_session_retr_done(struct pop3_session *s, enum pop
         r = POP3_RETR_TEMPFAIL;
     switch (r) {
     case POP3_RETR_OK:
-        retr_write(s, data, len, top);
+        retr_write(s, data, len, top,
+                   msgno >= 1 && msgno <= s->nmsgs ? s->msgs[msgno - 1].size : len);
         break;
     case POP3_RETR_GONE:
         session_reply(s, "-ERR Message %u was removed by another session", msgno);
