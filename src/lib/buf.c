@@ -85,6 +85,22 @@ int buf_vprintf(struct buf *b, const char *fmt, va_list ap)
     return 0;
 }
 
+int buf_vline(struct buf *b, size_t max, const char *fmt, va_list ap)
+{
+    char line[1024];
+    if (max > sizeof(line))
+        max = sizeof(line);
+    if (max < 3)
+        return -1;
+    int n = vsnprintf(line, max - 2, fmt, ap);
+    if (n < 0)
+        n = 0;
+    if ((size_t)n > max - 3)
+        n = (int)(max - 3);
+    memcpy(line + n, "\r\n", 2);
+    return buf_append(b, line, (size_t)n + 2);
+}
+
 int buf_printf(struct buf *b, const char *fmt, ...)
 {
     va_list ap;

@@ -42,6 +42,9 @@ int buf_append(struct buf *b, const void *data, size_t n);
 int buf_puts(struct buf *b, const char *s);
 int buf_printf(struct buf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int buf_vprintf(struct buf *b, const char *fmt, va_list ap);
+/* Append one protocol reply line: the formatted text cut to max - 3
+ * octets (max counts the line's CRLF and a NUL), then CRLF. fmt has no CRLF. */
+int buf_vline(struct buf *b, size_t max, const char *fmt, va_list ap);
 /* Drop n unread bytes from the front (n <= buf_size). */
 void buf_consume(struct buf *b, size_t n);
 /* Move unread bytes to the start of storage. */

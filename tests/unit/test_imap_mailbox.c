@@ -725,14 +725,15 @@ static void test_append(void **state)
     assert_int_equal(ml.n, 1);
     assert_string_equal(ml.v[0].keywords, "$Label1");
     store_msg_list_free(&ml);
-    /* The bytes are kept as sent, NULs and bare LFs included. */
+    /* The bytes are kept as sent, NULs included, but bare LFs become CRLF
+     * (so sizes are what FETCH and POP3 send). */
     static const char nul[] = "d APPEND INBOX {6+}\r\na\0b\nc\n\r\n";
     if (!strstr(run_len(f, nul, sizeof(nul) - 1), "d OK [APPENDUID "))
         fail_msg("got %s", buf_cstr(&f->out));
     l.n = 0;
     store_mailbox_messages(f->st, ACCOUNT, "INBOX", collect, &l, err, sizeof(err));
     assert_int_equal(l.n, 1);
-    assert_int_equal(l.m[0].size, 6);
+    assert_int_equal(l.m[0].size, 8); /* "a\0b\r\nc\r\n" */
     /* A date one second after another zone's midnight, a space-padded day. */
     expect_has(f, "e APPEND INBOX \" 1-Mar-2000 00:00:01 +0130\" {1+}\r\nx\r\n", "e OK");
     l.n = 0;

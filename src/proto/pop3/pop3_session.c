@@ -151,14 +151,7 @@ static void session_set_state(struct pop3_session *s, enum pop3_state st)
 
 static void session_vreply(struct pop3_session *s, const char *fmt, va_list ap)
 {
-    char line[POP3_REPLY_MAX];
-    int n = vsnprintf(line, sizeof(line) - 2, fmt, ap);
-    if (n < 0)
-        n = 0;
-    if ((size_t)n > sizeof(line) - 3)
-        n = (int)(sizeof(line) - 3);
-    memcpy(line + n, "\r\n", 2);
-    if (!s->out || buf_append(s->out, line, (size_t)n + 2) < 0)
+    if (!s->out || buf_vline(s->out, POP3_REPLY_MAX, fmt, ap) < 0)
         s->oom = true;
 }
 
