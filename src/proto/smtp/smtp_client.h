@@ -21,13 +21,20 @@
  * What it does on the wire:
  *   - waits for the 220 greeting (a 554 greeting or any other: CLOSED with
  *     the reply as the error, classified temporary/permanent by its code);
- *   - EHLO, HELO when EHLO gets 5xx (500/502/504/550); parses the EHLO
- *     keywords: STARTTLS, PIPELINING, SIZE [n], 8BITMIME, SMTPUTF8,
- *     ENHANCEDSTATUSCODES, AUTH mechanisms;
+ *   - EHLO, HELO when EHLO gets any 5xx (500/502/504/550...; then no
+ *     extensions); parses the EHLO keywords case-insensitively: STARTTLS,
+ *     PIPELINING, SIZE [n] (0 or none: no limit), 8BITMIME, SMTPUTF8,
+ *     ENHANCEDSTATUSCODES, AUTH mechanisms (also the old "AUTH=" form),
+ *     CHUNKING, DSN (for smtp_client_has_ext; others are ignored);
  *   - STARTTLS when offered and cfg->starttls is not NEVER; after the
  *     handshake EHLO again; a server without STARTTLS when cfg->starttls
- *     is REQUIRE, or a STARTTLS refused then, ends with a temporary error;
- *   - AUTH PLAIN (only after TLS) when cfg->auth_user is set (relayhost);
+ *     is REQUIRE, or a STARTTLS refused then, ends with a temporary error
+ *     (a refused STARTTLS when OPPORTUNISTIC: on in clear); a failed
+ *     handshake (tls_done false): CLOSED, TEMPFAIL "TLS handshake failed";
+ *   - AUTH PLAIN with an initial response (only after TLS) when
+ *     cfg->auth_user is set (relayhost): 235 READY, 4xx/5xx CLOSED with
+ *     that reply; no TLS (never sent in clear): CLOSED TEMPFAIL; no PLAIN
+ *     offered: CLOSED PERMFAIL; a 334 challenge: protocol error;
  *   - a message: MAIL FROM:<s> [SIZE=n] [BODY=8BITMIME] [SMTPUTF8], one
  *     RCPT TO per recipient, DATA, the dot-stuffed data and ".";
  *     with PIPELINING, MAIL, every RCPT and DATA go out in one write
