@@ -19,7 +19,7 @@ DEB_PKGS := gcc make pkg-config libevent-dev libssl-dev libsqlite3-dev libcrypt-
             libunbound-dev libinih-dev libcmocka-dev python3 python3-pytest swaks curl \
             openssl sqlite3 clang libclang-rt-14-dev passwd \
             libnet-ssleay-perl libio-socket-ssl-perl libio-socket-inet6-perl libauthen-sasl-perl \
-            isync mutt fetchmail getmail6
+            isync mutt fetchmail getmail6 dnsmasq-base
 DEPS_STAMP := build/.deps-ok
 
 LIB_SRC  := $(sort $(shell find src -name '*.c' ! -path src/main.c))

@@ -28,6 +28,11 @@
 #include "store/store.h"
 
 #define POP3_MAX_SECRET 1024
+/* RETR read-ahead: messages one worker job reads for a session (the
+ * pending RETR and those pipelined after it), and the octets it may hold
+ * for the session beyond the first message. */
+#define POP3_READAHEAD_MAX 16
+#define POP3_READAHEAD_OCTETS (1024 * 1024)
 
 /* --- maildrop locks ------------------------------------------------------------ */
 
@@ -146,8 +151,20 @@ struct pop3_ctx {
     bool locked;               /* holds the maildrop lock of account */
     char account[320];
     int64_t mailbox_id;        /* INBOX */
-    char (*files)[128];        /* message files, by message number - 1 */
+    struct pop3_file {         /* the maildrop, by message number - 1 */
+        char name[128];
+        uint32_t uid;
+        uint64_t size;
+    } *files;
     size_t nfiles;
+    /* Messages read ahead, waiting for their RETR (pop3_session_pipelined_retrs). */
+    struct pop3_ahead {
+        unsigned msgno;
+        int result;            /* enum pop3_retr_result */
+        uint8_t *data;
+        size_t len;
+    } ahead[POP3_READAHEAD_MAX];
+    size_t nahead;
     struct event *delay_ev;    /* holds the answer of a failed login */
 
     /* The job: inputs copied on the loop thread, results read back there. */
@@ -157,19 +174,48 @@ struct pop3_ctx {
     char secret[POP3_MAX_SECRET]; /* password, or APOP digest */
     char banner[320];
     bool refused;              /* too many failures from this address: no check */
-    uint32_t uid;
-    size_t fileno;
+    struct pop3_ahead job_retr[POP3_READAHEAD_MAX]; /* RETR: what to read, and what was */
+    size_t njob_retr;
     uint32_t *uids;            /* UPDATE */
     size_t nuids;
     int result;                /* enum pop3_auth_result / pop3_retr_result / 0 or -1 */
     struct pop3_msg *msgs;     /* AUTH result */
     size_t nmsgs;
-    uint8_t *data;             /* RETR result */
-    size_t len;
     char err[256];
 };
 
 static void pop3_conn_process(struct conn *c, enum pop3_session_status st);
+
+static void pop3_ahead_clear(struct pop3_ctx *x)
+{
+    for (size_t i = 0; i < x->nahead; i++)
+        free(x->ahead[i].data);
+    x->nahead = 0;
+}
+
+/* The read-ahead entry of message msgno, or -1. */
+static int pop3_ahead_find(const struct pop3_ctx *x, unsigned msgno)
+{
+    for (size_t i = 0; i < x->nahead; i++)
+        if (x->ahead[i].msgno == msgno)
+            return (int)i;
+    return -1;
+}
+
+/* Answer the pending RETR/TOP with read-ahead entry i (which goes). */
+static enum pop3_session_status pop3_ahead_answer(struct conn *c, size_t i)
+{
+    struct pop3_ctx *x = c->ctx;
+    struct pop3_ahead a = x->ahead[i];
+    x->ahead[i] = x->ahead[--x->nahead];
+    if (a.result == POP3_RETR_TEMPFAIL)
+        log_error("pop3", "event=retr_failed id=%s account=%s msg=%u", c->id, x->account,
+                  a.msgno);
+    enum pop3_session_status st =
+        pop3_session_retr_done(x->sess, (enum pop3_retr_result)a.result, a.data, a.len, &c->out);
+    free(a.data);
+    return st;
+}
 
 /* APOP: digest == MD5(banner secret) in lower-case hex (RFC 1939 7). */
 static bool pop3_apop_matches(const char *banner, const char *secret, const char *digest)
@@ -248,7 +294,9 @@ static void pop3_job_auth(struct store *st, struct pop3_ctx *x)
          * is never reused under one UIDVALIDITY, and a new UIDVALIDITY
          * makes every id new. */
         snprintf(x->msgs[i].uidl, sizeof(x->msgs[i].uidl), "%08x%08x", mb.uidvalidity, m->uid);
-        snprintf(x->files[i], sizeof(x->files[i]), "%s", m->file);
+        snprintf(x->files[i].name, sizeof(x->files[i].name), "%s", m->file);
+        x->files[i].uid = m->uid;
+        x->files[i].size = m->size;
     }
     x->nmsgs = x->nfiles = list.n;
     x->mailbox_id = mb.id;
@@ -266,26 +314,29 @@ tempfail:
     x->result = POP3_AUTH_TEMPFAIL;
 }
 
-/* RETR/TOP on a worker: the message, unless IMAP expunged it meanwhile. */
+/* RETR/TOP on a worker: each message of the job, unless IMAP expunged it
+ * meanwhile. */
 static void pop3_job_retr(struct store *st, struct pop3_ctx *x)
 {
-    struct store_msg_list list = {0};
-    if (store_msgs_load(st, x->account, x->mailbox_id, x->uid, x->uid, 0, &list, x->err,
-                        sizeof(x->err)) < 0) {
-        x->result = POP3_RETR_TEMPFAIL;
-        return;
+    for (size_t i = 0; i < x->njob_retr; i++) {
+        struct pop3_ahead *a = &x->job_retr[i];
+        const struct pop3_file *f = &x->files[a->msgno - 1];
+        struct store_msg_list list = {0};
+        if (store_msgs_load(st, x->account, x->mailbox_id, f->uid, f->uid, 0, &list, x->err,
+                            sizeof(x->err)) < 0) {
+            a->result = POP3_RETR_TEMPFAIL;
+            continue;
+        }
+        size_t n = list.n;
+        store_msg_list_free(&list);
+        if (n == 0)
+            a->result = POP3_RETR_GONE;
+        else if (store_msg_read(st, x->account, f->name, &a->data, &a->len, x->err,
+                                sizeof(x->err)) < 0)
+            a->result = POP3_RETR_TEMPFAIL;
+        else
+            a->result = POP3_RETR_OK;
     }
-    size_t n = list.n;
-    store_msg_list_free(&list);
-    if (n == 0) {
-        x->result = POP3_RETR_GONE;
-        return;
-    }
-    if (store_msg_read(st, x->account, x->files[x->fileno], &x->data, &x->len, x->err,
-                       sizeof(x->err)) < 0)
-        x->result = POP3_RETR_TEMPFAIL;
-    else
-        x->result = POP3_RETR_OK;
 }
 
 static void pop3_job_run(void *wctx, struct work_item *item)
@@ -293,9 +344,9 @@ static void pop3_job_run(void *wctx, struct work_item *item)
     struct store *st = wctx;
     struct pop3_ctx *x = (struct pop3_ctx *)((char *)item - offsetof(struct pop3_ctx, item));
     if (!st) {
-        x->result = x->job == POP3_REQ_AUTH ? POP3_AUTH_TEMPFAIL
-                    : x->job == POP3_REQ_RETR ? POP3_RETR_TEMPFAIL
-                                              : -1;
+        x->result = x->job == POP3_REQ_AUTH ? POP3_AUTH_TEMPFAIL : -1;
+        for (size_t i = 0; i < x->njob_retr; i++)
+            x->job_retr[i].result = POP3_RETR_TEMPFAIL;
         return;
     }
     switch (x->job) {
@@ -338,15 +389,25 @@ static void pop3_conn_finish(struct conn *c)
         x->msgs = NULL;
         break;
     }
-    case POP3_REQ_RETR:
-        if (x->result == POP3_RETR_TEMPFAIL)
-            log_error("pop3", "event=retr_failed id=%s account=%s error=\"%s\"", c->id,
+    case POP3_REQ_RETR: {
+        /* Everything read goes to the read-ahead set (room was made before
+         * the job); the pending request is among it. */
+        if (x->err[0])
+            log_error("pop3", "event=retr_read_failed id=%s account=%s error=\"%s\"", c->id,
                       x->account, x->err);
-        st = pop3_session_retr_done(x->sess, (enum pop3_retr_result)x->result, x->data, x->len,
-                                    &c->out);
-        free(x->data);
-        x->data = NULL;
+        for (size_t i = 0; i < x->njob_retr; i++) {
+            if (x->nahead < POP3_READAHEAD_MAX)
+                x->ahead[x->nahead++] = x->job_retr[i];
+            else
+                free(x->job_retr[i].data);
+        }
+        x->njob_retr = 0;
+        const struct pop3_request *req = pop3_session_request(x->sess);
+        int i = req && req->type == POP3_REQ_RETR ? pop3_ahead_find(x, req->msgno) : -1;
+        st = i >= 0 ? pop3_ahead_answer(c, (size_t)i)
+                    : pop3_session_retr_done(x->sess, POP3_RETR_TEMPFAIL, NULL, 0, &c->out);
         break;
+    }
     case POP3_REQ_UPDATE:
         if (x->result < 0)
             log_error("pop3", "event=update_failed id=%s account=%s error=\"%s\"", c->id,
@@ -455,8 +516,31 @@ static void pop3_conn_process(struct conn *c, enum pop3_session_status st)
                                                         &c->out));
             return;
         }
-        x->uid = req->msg->uid;
-        x->fileno = req->msgno - 1;
+        int hit = pop3_ahead_find(x, req->msgno);
+        if (hit >= 0) { /* read along with an earlier RETR */
+            pop3_conn_process(c, pop3_ahead_answer(c, (size_t)hit));
+            return;
+        }
+        /* This one, and those the client pipelined after it, in one job. What
+         * was read ahead and not asked for in order is dropped. */
+        pop3_ahead_clear(x);
+        x->njob_retr = 0;
+        x->job_retr[x->njob_retr++] = (struct pop3_ahead){.msgno = req->msgno};
+        unsigned more[POP3_READAHEAD_MAX - 1];
+        size_t nmore = pop3_session_pipelined_retrs(x->sess, more, POP3_READAHEAD_MAX - 1);
+        uint64_t octets = 0;
+        for (size_t k = 0; k < nmore; k++) {
+            uint64_t size = x->files[more[k] - 1].size;
+            if (octets + size > POP3_READAHEAD_OCTETS)
+                break;
+            bool dup = false;
+            for (size_t j = 0; j < x->njob_retr && !dup; j++)
+                dup = x->job_retr[j].msgno == more[k];
+            if (dup)
+                continue;
+            octets += size;
+            x->job_retr[x->njob_retr++] = (struct pop3_ahead){.msgno = more[k]};
+        }
         pop3_conn_submit(c);
         return;
     case POP3_REQ_UPDATE:
@@ -547,7 +631,9 @@ static void pop3_conn_destroy(struct conn *c)
     OPENSSL_cleanse(x->secret, sizeof(x->secret));
     free(x->files);
     free(x->msgs);
-    free(x->data);
+    pop3_ahead_clear(x);
+    for (size_t i = 0; i < x->njob_retr; i++)
+        free(x->job_retr[i].data);
     free(x->uids);
     free(x);
     c->ctx = NULL;

@@ -43,7 +43,7 @@ static const char msg2[] = "Subject: two\nX-Bare: lf\n\nbody 1\n.\nbody 3\nno fi
 static const char msg3[] = "Header-Only: yes\r\nX: .\r\n.Starts: dot";
 #define RETR1 "+OK 41 octets\r\nSubject: one\r\n\r\nHello\r\n..dot line\r\n...two\r\n.\r\n"
 #define RETR2                                                                                      \
-    "+OK 65 octets\r\nSubject: two\r\nX-Bare: lf\r\n\r\nbody 1\r\n..\r\nbody 3\r\n"                 \
+    "+OK 65 octets\r\nSubject: two\r\nX-Bare: lf\r\n\r\nbody 1\r\n..\r\nbody 3\r\n"                \
     "no final newline\r\n.\r\n"
 #define RETR3 "+OK 38 octets\r\nHeader-Only: yes\r\nX: .\r\n..Starts: dot\r\n.\r\n"
 
@@ -72,7 +72,7 @@ struct conv {
     struct buf out;
     struct buf log; /* requests and answers */
     enum pop3_session_status st;
-    enum pop3_retr_result retr;  /* the answer to RETR/TOP */
+    enum pop3_retr_result retr; /* the answer to RETR/TOP */
     bool update_ok;
     bool tls_ok;
     bool hold; /* leave requests pending */
@@ -125,12 +125,11 @@ static enum pop3_auth_result conv_auth_policy(const struct pop3_request *r)
     if (r->auth_kind == POP3_AUTH_APOP) {
         if (strcmp(r->user, "noapop") == 0)
             return POP3_AUTH_NO_APOP;
-        return strcmp(r->user, "alice") == 0 && strcmp(r->digest, DIGEST) == 0
-                   ? POP3_AUTH_OK
-                   : POP3_AUTH_FAILED;
+        return strcmp(r->user, "alice") == 0 && strcmp(r->digest, DIGEST) == 0 ? POP3_AUTH_OK
+                                                                               : POP3_AUTH_FAILED;
     }
     return strcmp(r->user, "alice") == 0 && strcmp(r->password, "secret") == 0 ? POP3_AUTH_OK
-                                                                                : POP3_AUTH_FAILED;
+                                                                               : POP3_AUTH_FAILED;
 }
 
 static const char *conv_message(uint32_t uid)
@@ -147,8 +146,8 @@ static void conv_answer_one(struct conv *c, const struct pop3_request *r)
         enum pop3_auth_result res = conv_auth_policy(r);
         if (r->auth_kind == POP3_AUTH_APOP) {
             assert_null(r->password);
-            buf_printf(&c->log, "AUTH apop user=%s digest=%s banner=%s -> %d\n", r->user,
-                       r->digest, r->banner, (int)res);
+            buf_printf(&c->log, "AUTH apop user=%s digest=%s banner=%s -> %d\n", r->user, r->digest,
+                       r->banner, (int)res);
         } else {
             assert_null(r->digest);
             assert_null(r->banner);
@@ -309,8 +308,7 @@ static void test_user_pass(void **state)
 
     /* A password keeps its spaces; keywords are case-insensitive; bare LF. */
     c = conv_new();
-    conv_expect(c, "user bob\npAsS  two words \n",
-                SEND_PASS AUTH_FAILED);
+    conv_expect(c, "user bob\npAsS  two words \n", SEND_PASS AUTH_FAILED);
     conv_expect_log(c, "AUTH password user=bob pass=[ two words ] -> 1\n");
     /* A failed PASS needs a new USER. */
     conv_expect(c, "PASS secret\r\n", "-ERR Send USER first\r\n");
@@ -525,9 +523,10 @@ static void test_wrong_state(void **state)
     struct pop3_session_config cfg = test_cfg();
     cfg.max_errors = 100;
     struct conv *c = conv_new_cfg(&cfg);
-    conv_expect(c, "STAT\r\nLIST\r\nLIST 1\r\nUIDL\r\nRETR 1\r\nTOP 1 0\r\nDELE 1\r\nNOOP\r\nRSET\r\n",
-                NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN
-                    NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN);
+    conv_expect(c,
+                "STAT\r\nLIST\r\nLIST 1\r\nUIDL\r\nRETR 1\r\nTOP 1 0\r\nDELE 1\r\nNOOP\r\nRSET\r\n",
+                NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN
+                    NOT_LOGGED_IN NOT_LOGGED_IN NOT_LOGGED_IN);
     conv_expect(c, "XTND\r\n\r\n STAT\r\nSTATS\r\nST\r\n", UNKNOWN UNKNOWN UNKNOWN UNKNOWN UNKNOWN);
     conv_login(c);
     conv_expect(c,
@@ -685,8 +684,9 @@ static void test_quit_update(void **state)
     c = conv_new();
     c->update_ok = false;
     conv_login(c);
-    conv_expect(c, "DELE 2\r\nQUIT\r\n",
-                "+OK Message 2 deleted\r\n-ERR [SYS/TEMP] Some deleted messages were not removed\r\n");
+    conv_expect(
+        c, "DELE 2\r\nQUIT\r\n",
+        "+OK Message 2 deleted\r\n-ERR [SYS/TEMP] Some deleted messages were not removed\r\n");
     conv_expect_log(c, "UPDATE 10\n");
     assert_int_equal(c->st, POP3_SESSION_CLOSE);
     conv_free(c);
@@ -765,6 +765,32 @@ static void test_no_update_on_other_ends(void **state)
 }
 
 /* Pipelined commands while requests are pending are answered in order. */
+/* pop3_session_pipelined_retrs: numbers of RETRs queued after the pending
+ * one, in order, stopping at anything else or a message that is no more. */
+static void test_pipelined_retrs(void **state)
+{
+    struct conv *c = conv_new();
+    conv_login(c);
+    c->hold = true;
+    unsigned v[8];
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, v, 8), 0); /* nothing pending */
+    conv_expect(c, "DELE 2\r\nRETR 1\r\nretr 3\nRETR 3\r\nRETR 2\r\nRETR 1\r\n",
+                "+OK Message 2 deleted\r\n");
+    assert_int_equal(pop3_session_request(c->s)->msgno, 1);
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, v, 8), 2); /* 3, 3; then the deleted 2 */
+    assert_int_equal(v[0], 3);
+    assert_int_equal(v[1], 3);
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, v, 1), 1);
+    conv_free(c);
+    c = conv_new();
+    conv_login(c);
+    c->hold = true;
+    conv_expect(c, "RETR 1\r\nRETR 2\r\nRETR 9\r\nRETR 3\r\nRETR 3", "");
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, v, 8), 1); /* 9 does not exist */
+    assert_int_equal(v[0], 2);
+    conv_free(c);
+}
+
 static void test_pipelining(void **state)
 {
     struct conv *c = conv_new();
@@ -784,12 +810,18 @@ static void test_pipelining(void **state)
     assert_non_null(r);
     assert_int_equal(r->type, POP3_REQ_RETR);
     assert_int_equal(r->msgno, 1);
+    /* The read-ahead hint: RETR 2 is pipelined, then DELE stops the list. */
+    unsigned ahead[4];
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, ahead, 4), 1);
+    assert_int_equal(ahead[0], 2);
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, ahead, 0), 0);
     buf_reset(&c->out);
     conv_answer_one(c, r);
     assert_string_equal(conv_out(c), RETR1);
     r = pop3_session_request(c->s);
     assert_non_null(r);
     assert_int_equal(r->msgno, 2);
+    assert_int_equal(pop3_session_pipelined_retrs(c->s, ahead, 4), 0);
     buf_reset(&c->out);
     conv_answer_one(c, r);
     assert_string_equal(conv_out(c), RETR2 "+OK Message 3 deleted\r\n");
@@ -798,8 +830,7 @@ static void test_pipelining(void **state)
     assert_int_equal(r->type, POP3_REQ_UPDATE);
     buf_reset(&c->out);
     conv_answer_one(c, r);
-    assert_string_equal(conv_out(c),
-                        "+OK correio POP3 server signing off (1 message deleted)\r\n");
+    assert_string_equal(conv_out(c), "+OK correio POP3 server signing off (1 message deleted)\r\n");
     assert_int_equal(c->st, POP3_SESSION_CLOSE);
     conv_expect_log(c, "AUTH password user=alice pass=[secret] -> 0\n"
                        "RETR 1 uid=30 top=-1\nRETR 2 uid=10 top=-1\nUPDATE 20\n");
@@ -912,8 +943,8 @@ static void test_max_errors(void **state)
     cfg.max_errors = 3;
     struct conv *c = conv_new_cfg(&cfg);
     /* Not counted: a cancelled AUTH. */
-    conv_expect(c, "AUTH PLAIN\r\n*\r\nFOO\r\nSTAT\r\n", "+ \r\n-ERR Authentication cancelled\r\n"
-                                                       UNKNOWN NOT_LOGGED_IN);
+    conv_expect(c, "AUTH PLAIN\r\n*\r\nFOO\r\nSTAT\r\n",
+                "+ \r\n-ERR Authentication cancelled\r\n" UNKNOWN NOT_LOGGED_IN);
     assert_int_equal(c->st, POP3_SESSION_CONTINUE);
     conv_expect(c, "GET / HTTP/1.0\r\nHost: x\r\n",
                 UNKNOWN "-ERR Too many errors, closing connection\r\n");
@@ -962,9 +993,9 @@ static void test_pending_overflow(void **state)
     assert_non_null(r);
     assert_string_equal(r->user, "alice");
     buf_reset(&c->out);
-    assert_int_equal(pop3_session_auth_done(c->s, POP3_AUTH_OK, "alice@example.org", maildrop, 3,
-                                            &c->out),
-                     POP3_SESSION_CLOSE);
+    assert_int_equal(
+        pop3_session_auth_done(c->s, POP3_AUTH_OK, "alice@example.org", maildrop, 3, &c->out),
+        POP3_SESSION_CLOSE);
     assert_string_equal(conv_out(c), "");
     /* It holds the maildrop all the same: the caller must release it. */
     assert_true(pop3_session_authenticated(c->s));
@@ -983,9 +1014,9 @@ static void test_ends_while_pending(void **state)
     assert_int_equal(pop3_session_timeout(c->s, &c->out), POP3_SESSION_CLOSE);
     assert_string_equal(conv_out(c), "-ERR Autologout; idle for too long\r\n");
     buf_reset(&c->out);
-    assert_int_equal(pop3_session_retr_done(c->s, POP3_RETR_OK, (const uint8_t *)msg1,
-                                            strlen(msg1), &c->out),
-                     POP3_SESSION_CLOSE);
+    assert_int_equal(
+        pop3_session_retr_done(c->s, POP3_RETR_OK, (const uint8_t *)msg1, strlen(msg1), &c->out),
+        POP3_SESSION_CLOSE);
     assert_string_equal(conv_out(c), "");
     conv_free(c);
 
@@ -1067,6 +1098,7 @@ int main(void)
         cmocka_unit_test(test_retr_edges),
         cmocka_unit_test(test_quit_update),
         cmocka_unit_test(test_no_update_on_other_ends),
+        cmocka_unit_test(test_pipelined_retrs),
         cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_bytewise),
         cmocka_unit_test(test_long_line),

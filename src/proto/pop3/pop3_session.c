@@ -300,6 +300,32 @@ static bool parse_number(const char *p, uint64_t *v)
  * The maildrop
  */
 
+size_t pop3_session_pipelined_retrs(const struct pop3_session *s, unsigned *msgnos, size_t max)
+{
+    if (!s || s->state != POP3_STATE_WAIT_RETR || s->line_skip)
+        return 0;
+    const char *p = (const char *)buf_ptr(&s->in);
+    const char *end = p + buf_size(&s->in);
+    size_t n = 0;
+    while (n < max && p < end) {
+        const char *lf = memchr(p, '\n', (size_t)(end - p));
+        if (!lf || lf - p < 6 || lf - p > 32 || strncasecmp(p, "RETR ", 5) != 0)
+            break;
+        char num[32];
+        size_t len = (size_t)(lf - p) - 5;
+        if (len > 0 && p[5 + len - 1] == '\r')
+            len--;
+        memcpy(num, p + 5, len);
+        num[len] = '\0';
+        uint64_t v;
+        if (!parse_number(num, &v) || v == 0 || v > s->nmsgs || s->deleted[v - 1])
+            break;
+        msgnos[n++] = (unsigned)v;
+        p = lf + 1;
+    }
+    return n;
+}
+
 static uint64_t maildrop_octets(const struct pop3_session *s, bool all)
 {
     uint64_t total = 0;

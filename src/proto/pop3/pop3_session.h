@@ -141,6 +141,14 @@ enum pop3_session_status pop3_session_timeout(struct pop3_session *s, struct buf
 /* The server is stopping: "-ERR [SYS/TEMP]" and close, nothing removed. */
 enum pop3_session_status pop3_session_shutdown(struct pop3_session *s, struct buf *out);
 
+/* Read-ahead hint while a POP3_REQ_RETR is pending: the message numbers
+ * of the RETR commands the client has already pipelined after it (in the
+ * input buffered so far, in order, up to the first command that is not a
+ * RETR), at most max, only of messages that exist and are not deleted.
+ * The caller may read those messages along with the pending one and
+ * answer their requests at once when they come. Returns how many. */
+size_t pop3_session_pipelined_retrs(const struct pop3_session *s, unsigned *msgnos, size_t max);
+
 /* Whether the session holds the maildrop (auth_done OK was given): the
  * caller releases its lock when the connection ends. */
 bool pop3_session_authenticated(const struct pop3_session *s);
