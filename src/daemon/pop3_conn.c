@@ -160,9 +160,9 @@ struct pop3_ctx {
     /* Messages read ahead, waiting for their RETR (pop3_session_pipelined_retrs). */
     struct pop3_ahead {
         unsigned msgno;
+        long top;              /* -1 for RETR, else TOP's line count */
         int result;            /* enum pop3_retr_result */
-        uint8_t *data;
-        size_t len;
+        struct buf reply;      /* POP3_RETR_OK: the whole reply (pop3_format_reply) */
     } ahead[POP3_READAHEAD_MAX];
     size_t nahead;
     struct event *delay_ev;    /* holds the answer of a failed login */
@@ -189,15 +189,15 @@ static void pop3_conn_process(struct conn *c, enum pop3_session_status st);
 static void pop3_ahead_clear(struct pop3_ctx *x)
 {
     for (size_t i = 0; i < x->nahead; i++)
-        free(x->ahead[i].data);
+        buf_free(&x->ahead[i].reply);
     x->nahead = 0;
 }
 
-/* The read-ahead entry of message msgno, or -1. */
-static int pop3_ahead_find(const struct pop3_ctx *x, unsigned msgno)
+/* The read-ahead entry of message msgno for RETR (top < 0) or TOP, or -1. */
+static int pop3_ahead_find(const struct pop3_ctx *x, unsigned msgno, long top)
 {
     for (size_t i = 0; i < x->nahead; i++)
-        if (x->ahead[i].msgno == msgno)
+        if (x->ahead[i].msgno == msgno && x->ahead[i].top == top)
             return (int)i;
     return -1;
 }
@@ -212,8 +212,10 @@ static enum pop3_session_status pop3_ahead_answer(struct conn *c, size_t i)
         log_error("pop3", "event=retr_failed id=%s account=%s msg=%u", c->id, x->account,
                   a.msgno);
     enum pop3_session_status st =
-        pop3_session_retr_done(x->sess, (enum pop3_retr_result)a.result, a.data, a.len, &c->out);
-    free(a.data);
+        a.result == POP3_RETR_OK
+            ? pop3_session_retr_done_reply(x->sess, &a.reply, &c->out)
+            : pop3_session_retr_done(x->sess, (enum pop3_retr_result)a.result, NULL, 0, &c->out);
+    buf_free(&a.reply);
     return st;
 }
 
@@ -315,7 +317,8 @@ tempfail:
 }
 
 /* RETR/TOP on a worker: each message of the job, unless IMAP expunged it
- * meanwhile. */
+ * meanwhile, read and formatted as the reply (byte-stuffed), so the loop
+ * thread only hands it to the connection. */
 static void pop3_job_retr(struct store *st, struct pop3_ctx *x)
 {
     for (size_t i = 0; i < x->njob_retr; i++) {
@@ -329,13 +332,17 @@ static void pop3_job_retr(struct store *st, struct pop3_ctx *x)
         }
         size_t n = list.n;
         store_msg_list_free(&list);
+        uint8_t *data = NULL;
+        size_t len = 0;
         if (n == 0)
             a->result = POP3_RETR_GONE;
-        else if (store_msg_read(st, x->account, f->name, &a->data, &a->len, x->err,
-                                sizeof(x->err)) < 0)
+        else if (store_msg_read(st, x->account, f->name, &data, &len, x->err, sizeof(x->err)) < 0)
+            a->result = POP3_RETR_TEMPFAIL;
+        else if (pop3_format_reply(data, len, a->top, f->size, &a->reply) < 0)
             a->result = POP3_RETR_TEMPFAIL;
         else
             a->result = POP3_RETR_OK;
+        free(data);
     }
 }
 
@@ -399,11 +406,13 @@ static void pop3_conn_finish(struct conn *c)
             if (x->nahead < POP3_READAHEAD_MAX)
                 x->ahead[x->nahead++] = x->job_retr[i];
             else
-                free(x->job_retr[i].data);
+                buf_free(&x->job_retr[i].reply);
         }
         x->njob_retr = 0;
         const struct pop3_request *req = pop3_session_request(x->sess);
-        int i = req && req->type == POP3_REQ_RETR ? pop3_ahead_find(x, req->msgno) : -1;
+        int i = req && req->type == POP3_REQ_RETR
+                    ? pop3_ahead_find(x, req->msgno, req->top_lines < 0 ? -1 : req->top_lines)
+                    : -1;
         st = i >= 0 ? pop3_ahead_answer(c, (size_t)i)
                     : pop3_session_retr_done(x->sess, POP3_RETR_TEMPFAIL, NULL, 0, &c->out);
         break;
@@ -516,7 +525,8 @@ static void pop3_conn_process(struct conn *c, enum pop3_session_status st)
                                                         &c->out));
             return;
         }
-        int hit = pop3_ahead_find(x, req->msgno);
+        long top = req->top_lines < 0 ? -1 : req->top_lines;
+        int hit = pop3_ahead_find(x, req->msgno, top);
         if (hit >= 0) { /* read along with an earlier RETR */
             pop3_conn_process(c, pop3_ahead_answer(c, (size_t)hit));
             return;
@@ -525,7 +535,7 @@ static void pop3_conn_process(struct conn *c, enum pop3_session_status st)
          * was read ahead and not asked for in order is dropped. */
         pop3_ahead_clear(x);
         x->njob_retr = 0;
-        x->job_retr[x->njob_retr++] = (struct pop3_ahead){.msgno = req->msgno};
+        x->job_retr[x->njob_retr++] = (struct pop3_ahead){.msgno = req->msgno, .top = top};
         unsigned more[POP3_READAHEAD_MAX - 1];
         size_t nmore = pop3_session_pipelined_retrs(x->sess, more, POP3_READAHEAD_MAX - 1);
         uint64_t octets = 0;
@@ -539,7 +549,7 @@ static void pop3_conn_process(struct conn *c, enum pop3_session_status st)
             if (dup)
                 continue;
             octets += size;
-            x->job_retr[x->njob_retr++] = (struct pop3_ahead){.msgno = more[k]};
+            x->job_retr[x->njob_retr++] = (struct pop3_ahead){.msgno = more[k], .top = -1};
         }
         pop3_conn_submit(c);
         return;
@@ -633,7 +643,7 @@ static void pop3_conn_destroy(struct conn *c)
     free(x->msgs);
     pop3_ahead_clear(x);
     for (size_t i = 0; i < x->njob_retr; i++)
-        free(x->job_retr[i].data);
+        buf_free(&x->job_retr[i].reply);
     free(x->uids);
     free(x);
     c->ctx = NULL;

@@ -765,6 +765,35 @@ static void test_no_update_on_other_ends(void **state)
 }
 
 /* Pipelined commands while requests are pending are answered in order. */
+/* pop3_format_reply (what a worker thread formats) and retr_done_reply. */
+static void test_format_reply(void **state)
+{
+    struct buf b = BUF_INIT;
+    assert_int_equal(pop3_format_reply((const uint8_t *)"a\r\n.b\r\nc\nd", 10, -1, 12, &b), 0);
+    assert_int_equal(buf_size(&b), strlen("+OK 12 octets\r\na\r\n..b\r\nc\r\nd\r\n.\r\n"));
+    assert_memory_equal(buf_ptr(&b), "+OK 12 octets\r\na\r\n..b\r\nc\r\nd\r\n.\r\n", buf_size(&b));
+    buf_reset(&b);
+    assert_int_equal(pop3_format_reply((const uint8_t *)"h: 1\r\n\r\n1\r\n2\r\n", 14, 1, 14, &b),
+                     0);
+    assert_memory_equal(buf_ptr(&b), "+OK Top of message follows\r\nh: 1\r\n\r\n1\r\n.\r\n",
+                        buf_size(&b));
+    buf_free(&b);
+
+    struct conv *c = conv_new();
+    conv_login(c);
+    c->hold = true;
+    conv_expect(c, "RETR 1\r\nNOOP\r\n", "");
+    struct buf reply = BUF_INIT;
+    assert_int_equal(pop3_format_reply((const uint8_t *)"x\r\n", 3, -1, 41, &reply), 0);
+    buf_reset(&c->out);
+    c->st = pop3_session_retr_done_reply(c->s, &reply, &c->out);
+    assert_int_equal(c->st, POP3_SESSION_CONTINUE);
+    assert_string_equal(conv_out(c), "+OK 41 octets\r\nx\r\n.\r\n+OK\r\n");
+    assert_int_equal(buf_size(&reply), 0);
+    buf_free(&reply);
+    conv_free(c);
+}
+
 /* pop3_session_pipelined_retrs: numbers of RETRs queued after the pending
  * one, in order, stopping at anything else or a message that is no more. */
 static void test_pipelined_retrs(void **state)
@@ -1098,6 +1127,7 @@ int main(void)
         cmocka_unit_test(test_retr_edges),
         cmocka_unit_test(test_quit_update),
         cmocka_unit_test(test_no_update_on_other_ends),
+        cmocka_unit_test(test_format_reply),
         cmocka_unit_test(test_pipelined_retrs),
         cmocka_unit_test(test_pipelining),
         cmocka_unit_test(test_bytewise),

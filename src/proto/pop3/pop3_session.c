@@ -378,32 +378,58 @@ static bool data_next_line(const uint8_t *data, size_t len, size_t *pos, const u
 
 /* Write (out != NULL) or measure the lines of a message that RETR (top <
  * 0) or TOP sends, byte-stuffed with CRLF line ends, without the final
- * ".". Returns the octets written; *octets_r gets them before stuffing. */
-static size_t message_emit(const uint8_t *data, size_t len, long top, struct buf *out,
-                           size_t *octets_r, bool *oom)
+ * ".". Returns the octets written. Lines that go out as they are stored
+ * (CRLF, no leading ".") are copied in runs, one append per run. */
+static size_t message_emit(const uint8_t *data, size_t len, long top, struct buf *out, bool *oom)
 {
-    size_t pos = 0, wrote = 0, octets = 0;
+    size_t pos = 0, wrote = 0, run = 0; /* run: start of the unchanged lines not yet copied */
     bool in_body = false;
     long body_left = top;
     const uint8_t *line;
     size_t llen;
-    while (data_next_line(data, len, &pos, &line, &llen)) {
+    for (;;) {
+        size_t start = pos;
+        if (!data_next_line(data, len, &pos, &line, &llen))
+            break;
         if (top >= 0 && in_body) {
-            if (body_left == 0)
+            if (body_left == 0) {
+                pos = start;
                 break;
+            }
             body_left--;
         }
         if (top >= 0 && !in_body && llen == 0)
             in_body = true; /* the blank line is sent with the header */
         bool stuff = llen > 0 && line[0] == '.'; /* RFC 1939 3 */
-        if (out && ((stuff && buf_append(out, ".", 1) < 0) || buf_append(out, line, llen) < 0 ||
-                    buf_append(out, "\r\n", 2) < 0))
-            *oom = true;
+        bool as_is = !stuff && pos - start == llen + 2 && data[pos - 1] == '\n' &&
+                     data[pos - 2] == '\r';
         wrote += (stuff ? 1 : 0) + llen + 2;
-        octets += llen + 2;
+        if (as_is || !out)
+            continue;
+        if (buf_append(out, data + run, start - run) < 0 ||
+            (stuff && buf_append(out, ".", 1) < 0) || buf_append(out, line, llen) < 0 ||
+            buf_append(out, "\r\n", 2) < 0)
+            *oom = true;
+        run = pos;
     }
-    *octets_r = octets;
+    if (out && pos > run && buf_append(out, data + run, pos - run) < 0)
+        *oom = true;
     return wrote;
+}
+
+int pop3_format_reply(const uint8_t *data, size_t len, long top, uint64_t size, struct buf *out)
+{
+    bool oom = false;
+    size_t body = message_emit(data, len, top, NULL, &oom);
+    if (buf_reserve(out, body + 64) < 0)
+        return -1;
+    if ((top < 0 ? buf_printf(out, "+OK %llu octets\r\n", (unsigned long long)size)
+                 : buf_puts(out, "+OK Top of message follows\r\n")) < 0)
+        return -1;
+    message_emit(data, len, top, out, &oom);
+    if (oom || buf_append(out, ".\r\n", 3) < 0)
+        return -1;
+    return 0;
 }
 
 /* ------------------------------------------------------------------------
@@ -1102,19 +1128,32 @@ enum pop3_session_status pop3_session_auth_done(struct pop3_session *s, enum pop
 static void retr_write(struct pop3_session *s, const uint8_t *data, size_t len, long top,
                        uint64_t size)
 {
-    size_t octets;
-    size_t body = message_emit(data, len, top, NULL, &octets, &s->oom);
-    /* All of it at once, so that no "+OK" is left without its lines. */
-    if (buf_reserve(s->out, body + 64) < 0) {
+    /* Room for all of it is reserved first, so that no "+OK" is left
+     * without its lines. */
+    if (pop3_format_reply(data, len, top, size, s->out) < 0)
         s->oom = true;
-        return;
+}
+
+enum pop3_session_status pop3_session_retr_done_reply(struct pop3_session *s, struct buf *reply,
+                                                      struct buf *out)
+{
+    if (s->req.type != POP3_REQ_RETR)
+        return session_status(s);
+    s->out = out;
+    request_clear(s);
+    if (s->state == POP3_STATE_CLOSED)
+        return session_finish(s);
+    if (buf_size(out) == 0) { /* take the reply's storage over */
+        struct buf t = *out;
+        *out = *reply;
+        *reply = t;
+        buf_reset(reply);
+    } else if (buf_append(out, buf_ptr(reply), buf_size(reply)) < 0) {
+        s->oom = true;
     }
-    if (top < 0)
-        session_reply(s, "+OK %llu octets", (unsigned long long)size);
-    else
-        session_reply(s, "+OK Top of message follows");
-    message_emit(data, len, top, s->out, &octets, &s->oom);
-    session_reply(s, ".");
+    session_set_state(s, POP3_STATE_TRANSACTION);
+    session_run(s);
+    return session_finish(s);
 }
 
 enum pop3_session_status pop3_session_retr_done(struct pop3_session *s, enum pop3_retr_result r,

@@ -127,6 +127,18 @@ enum pop3_session_status pop3_session_auth_done(struct pop3_session *s, enum pop
 enum pop3_session_status pop3_session_retr_done(struct pop3_session *s, enum pop3_retr_result r,
                                                 const uint8_t *data, size_t len,
                                                 struct buf *out);
+/* The whole reply retr_done(POP3_RETR_OK) writes for a RETR (top < 0)
+ * or a TOP: the "+OK" line (with size for RETR), the byte-stuffed
+ * CRLF lines, ".". Pure and thread-safe, so a caller can format on a
+ * worker thread. 0, or -1 when memory runs out. */
+int pop3_format_reply(const uint8_t *data, size_t len, long top, uint64_t size, struct buf *out);
+/* retr_done(POP3_RETR_OK) with a reply made by pop3_format_reply for the
+ * pending request (its top_lines, and for RETR the message's LIST size).
+ * When out is empty the reply's storage is taken over (no copy), and
+ * reply is left with out's old storage, empty. */
+enum pop3_session_status pop3_session_retr_done_reply(struct pop3_session *s, struct buf *reply,
+                                                      struct buf *out);
+
 /* ok: every deleted message was removed ("+OK"), else "-ERR [SYS/TEMP]".
  * Either way the session ends (POP3_SESSION_CLOSE). */
 enum pop3_session_status pop3_session_update_done(struct pop3_session *s, bool ok,
