@@ -19,6 +19,7 @@ static void usage(void)
             "  user add|passwd ADDRESS --password-stdin | user del ADDRESS | user list\n"
             "  user apop-secret ADDRESS --secret-stdin | --remove   (POP3 APOP)\n"
             "  domain add|del DOMAIN | domain list\n"
+            "  queue list | flush | delete ID | bounce ID   (the outbound queue)\n"
             "  version\n"
             "-c FILE: the configuration (default " DEFAULT_CONFIG ")\n");
 }
@@ -56,6 +57,8 @@ int main(int argc, char **argv)
         return cli_user(config, argc - i, argv + i);
     if (!strcmp(cmd, "domain"))
         return cli_domain(config, argc - i, argv + i);
+    if (!strcmp(cmd, "queue"))
+        return cli_queue(config, argc - i, argv + i);
     if (!strcmp(cmd, "version")) {
         printf("correio %s\n", CORREIO_VERSION);
         return 0;

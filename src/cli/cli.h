@@ -10,6 +10,11 @@ struct config;
 int cli_init(int argc, char **argv);
 int cli_user(const char *config_path, int argc, char **argv);
 int cli_domain(const char *config_path, int argc, char **argv);
+int cli_queue(const char *config_path, int argc, char **argv);
+
+/* Load the configuration and drop to server.user when root. 0, or an
+ * exit code after printing the error. */
+int cli_load_config(const char *config_path, struct config *cfg);
 
 /* Load the configuration, drop to server.user when root, open the store.
  * 0, or an exit code after printing the error. */

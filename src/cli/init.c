@@ -167,6 +167,10 @@ static int init_config(struct config *cfg, const struct init_args *a, const char
                  110 + a->port_offset);
         snprintf(cfg->listen_pop3s, sizeof(cfg->listen_pop3s), "127.0.0.1:%ld",
                  995 + a->port_offset);
+        snprintf(cfg->listen_submission, sizeof(cfg->listen_submission), "127.0.0.1:%ld",
+                 587 + a->port_offset);
+        snprintf(cfg->listen_submissions, sizeof(cfg->listen_submissions), "127.0.0.1:%ld",
+                 465 + a->port_offset);
     }
     for (int i = 0; i < a->nsets; i++) {
         char kv[CONFIG_STR_MAX + 128];

@@ -8,6 +8,7 @@
 #include <sysexits.h>
 #include <unistd.h>
 
+#include "auth/scram.h"
 #include "cli/cli.h"
 #include "conf/config.h"
 #include "daemon/daemon.h"
@@ -17,7 +18,7 @@
 #define PASSWORD_MIN 8
 #define PASSWORD_MAX 1024
 
-int cli_open_store(const char *config_path, struct config *cfg, struct store **st_r)
+int cli_load_config(const char *config_path, struct config *cfg)
 {
     char err[1024];
     config_defaults(cfg);
@@ -31,6 +32,15 @@ int cli_open_store(const char *config_path, struct config *cfg, struct store **s
         fprintf(stderr, "correio: %s\n", err);
         return EX_NOPERM;
     }
+    return 0;
+}
+
+int cli_open_store(const char *config_path, struct config *cfg, struct store **st_r)
+{
+    char err[1024];
+    int rc = cli_load_config(config_path, cfg);
+    if (rc != 0)
+        return rc;
     if (store_open(st_r, cfg->data_dir, err, sizeof(err)) < 0) {
         fprintf(stderr, "correio: store: %s\n", err);
         return EX_UNAVAILABLE;
@@ -75,9 +85,10 @@ static void print_line(void *ctx, const char *s)
     printf("%s\n", s);
 }
 
-static int user_set_password(struct store *st, const char *addr, bool add, int argc, char **argv)
+static int user_set_password(struct store *st, const struct config *cfg, const char *addr,
+                             bool add, int argc, char **argv)
 {
-    char pw[PASSWORD_MAX], hash[256], err[512];
+    char pw[PASSWORD_MAX], hash[256], scram[256], err[512];
     if (argc < 1 || strcmp(argv[0], "--password-stdin") != 0) {
         fprintf(stderr, "correio: give the password on standard input with --password-stdin\n");
         return EX_USAGE;
@@ -85,13 +96,22 @@ static int user_set_password(struct store *st, const char *addr, bool add, int a
     if (read_password(pw, sizeof(pw)) < 0)
         return EX_DATAERR;
     int r = cli_password_hash(pw, hash, sizeof(hash));
+    /* SCRAM-SHA-256 (RFC 7677) needs keys derived from the password; the
+     * password itself is never stored. */
+    struct scram_keys keys;
+    int rs = scram_keys_derive(pw, cfg->submission_scram_iterations, &keys);
+    if (rs == 0)
+        rs = scram_keys_format(&keys, scram, sizeof(scram));
     explicit_bzero(pw, sizeof(pw));
-    if (r < 0) {
-        fprintf(stderr, "correio: crypt(3) yescrypt failed\n");
+    explicit_bzero(&keys, sizeof(keys));
+    if (r < 0 || rs < 0) {
+        fprintf(stderr, "correio: %s failed\n", r < 0 ? "crypt(3) yescrypt" : "SCRAM key derivation");
         return EX_SOFTWARE;
     }
     r = add ? store_account_add(st, addr, hash, err, sizeof(err))
             : store_account_set_password(st, addr, hash, err, sizeof(err));
+    if (r == 0)
+        r = store_account_set_scram(st, addr, scram, err, sizeof(err));
     if (r < 0) {
         fprintf(stderr, "correio: %s\n", err);
         return EX_DATAERR;
@@ -143,7 +163,7 @@ int cli_user(const char *config_path, int argc, char **argv)
     if (!strcmp(verb, "list") && argc == 1) {
         rc = store_account_list(st, print_line, NULL, err, sizeof(err)) < 0 ? EX_SOFTWARE : 0;
     } else if ((!strcmp(verb, "add") || !strcmp(verb, "passwd")) && argc >= 2) {
-        rc = user_set_password(st, argv[1], !strcmp(verb, "add"), argc - 2, argv + 2);
+        rc = user_set_password(st, &cfg, argv[1], !strcmp(verb, "add"), argc - 2, argv + 2);
     } else if (!strcmp(verb, "apop-secret") && argc >= 2) {
         rc = user_apop_secret(st, argv[1], argc - 2, argv + 2);
     } else if (!strcmp(verb, "del") && argc == 2) {

@@ -1,4 +1,5 @@
 #include "conf/config.h"
+#include "queue/dsn.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -49,6 +50,10 @@ static const struct cfg_key cfg_keys[] = {
         "POP3 listeners (STLS), comma-separated ADDR:PORT; empty for none"),
     STR("listen", "pop3s", listen_pop3s, "0.0.0.0:995",
         "POP3 listeners with implicit TLS (RFC 8314); empty for none"),
+    STR("listen", "submission", listen_submission, "0.0.0.0:587",
+        "message submission listeners (RFC 6409, STARTTLS then AUTH); empty for none"),
+    STR("listen", "submissions", listen_submissions, "0.0.0.0:465",
+        "message submission with implicit TLS (RFC 8314); empty for none"),
     STR("tls", "cert", tls_cert, "", "PEM certificate chain; empty: no TLS"),
     STR("tls", "key", tls_key, "", "PEM private key"),
     NUM("smtp", "max_message_size", CFG_SIZE, smtp_max_message_size, "52428800",
@@ -100,6 +105,37 @@ static const struct cfg_key cfg_keys[] = {
         "failed logins in one session before it is closed"),
     NUM("pop3", "max_auth_failures_per_ip", CFG_UINT, pop3_max_auth_failures_per_ip, "20",
         "failed logins from one client address within 15 minutes before its logins are refused"),
+    NUM("submission", "timeout", CFG_UINT, submission_timeout, "300",
+        "seconds a client may stay silent (RFC 5321 4.5.3.2.7)"),
+    NUM("submission", "max_connections", CFG_UINT, submission_max_connections, "1000",
+        "submission connections at once, in total"),
+    NUM("submission", "max_connections_per_ip", CFG_UINT, submission_max_connections_per_ip, "50",
+        "submission connections at once from one client address"),
+    NUM("submission", "allow_plaintext_auth", CFG_BOOL, submission_allow_plaintext_auth, "no",
+        "allow AUTH without TLS (tests only)"),
+    NUM("submission", "max_auth_failures_per_ip", CFG_UINT, submission_max_auth_failures_per_ip,
+        "20", "failed AUTHs from one client address within 15 minutes before its AUTHs are refused"),
+    NUM("submission", "scram_iterations", CFG_UINT, submission_scram_iterations, "10000",
+        "PBKDF2 rounds of the SCRAM-SHA-256 keys made by user add/passwd (RFC 7677: at least 4096)"),
+    STR("delivery", "dns_resolver", delivery_dns_resolver, "",
+        "HOST:PORT of the DNS resolver for MX look-ups; empty: the system's (/etc/resolv.conf)"),
+    NUM("delivery", "remote_smtp_port", CFG_UINT, delivery_remote_smtp_port, "25",
+        "port of the remote MX servers (tests point it elsewhere)"),
+    STR("delivery", "relayhost", delivery_relayhost, "",
+        "send all outbound mail through this smart host: HOST:PORT or USER:PASSWORD@HOST:PORT; "
+        "empty: deliver by MX"),
+    STR("delivery", "retry_schedule", delivery_retry_schedule, "1m,5m,15m,30m,1h,2h,4h",
+        "delays between attempts after a temporary failure; the last repeats"),
+    NUM("delivery", "max_age", CFG_UINT, delivery_max_age, "432000",
+        "seconds a message may wait in the queue before it bounces (5 days)"),
+    NUM("delivery", "delay_warning", CFG_UINT, delivery_delay_warning, "14400",
+        "seconds after which the sender is told a message is delayed; 0: never"),
+    NUM("delivery", "max_connections", CFG_UINT, delivery_max_connections, "50",
+        "outbound SMTP connections at once"),
+    NUM("delivery", "max_connections_per_domain", CFG_UINT, delivery_max_connections_per_domain,
+        "5", "outbound SMTP connections at once to one destination domain"),
+    NUM("delivery", "require_tls", CFG_BOOL, delivery_require_tls, "no",
+        "defer instead of sending in clear when a server offers no STARTTLS"),
 };
 #define CFG_NKEYS (sizeof(cfg_keys) / sizeof(cfg_keys[0]))
 
@@ -209,6 +245,26 @@ static int cfg_check(const struct config *c, char *err, size_t errlen)
     if (c->pop3_timeout < 1 || c->pop3_max_auth_failures < 1 ||
         c->pop3_max_auth_failures_per_ip < 1) {
         snprintf(err, errlen, "pop3: timeout, max_auth_failures and max_auth_failures_per_ip >= 1");
+        return -1;
+    }
+    if (c->submission_timeout < 1 || c->submission_max_auth_failures_per_ip < 1 ||
+        c->submission_scram_iterations < 4096 || c->submission_scram_iterations > 10000000) {
+        snprintf(err, errlen, "submission: timeout and max_auth_failures_per_ip >= 1, "
+                              "scram_iterations 4096..10000000");
+        return -1;
+    }
+    if (c->delivery_remote_smtp_port < 1 || c->delivery_remote_smtp_port > 65535 ||
+        c->delivery_max_connections < 1 || c->delivery_max_connections_per_domain < 1 ||
+        c->delivery_max_age < 60) {
+        snprintf(err, errlen, "delivery: remote_smtp_port 1..65535, max_connections and "
+                              "max_connections_per_domain >= 1, max_age >= 60");
+        return -1;
+    }
+    unsigned delays[QUEUE_SCHEDULE_MAX];
+    size_t ndelays;
+    char why[200];
+    if (queue_schedule_parse(c->delivery_retry_schedule, delays, &ndelays, why, sizeof(why)) < 0) {
+        snprintf(err, errlen, "delivery.retry_schedule: %s", why);
         return -1;
     }
     if ((c->tls_cert[0] == '\0') != (c->tls_key[0] == '\0')) {

@@ -28,6 +28,8 @@ struct config {
     char listen_imaps[CONFIG_STR_MAX];
     char listen_pop3[CONFIG_STR_MAX];
     char listen_pop3s[CONFIG_STR_MAX];
+    char listen_submission[CONFIG_STR_MAX];
+    char listen_submissions[CONFIG_STR_MAX];
     /* [tls] */
     char tls_cert[CONFIG_STR_MAX];
     char tls_key[CONFIG_STR_MAX];
@@ -59,6 +61,23 @@ struct config {
     unsigned pop3_max_errors;
     unsigned pop3_max_auth_failures;
     unsigned pop3_max_auth_failures_per_ip;
+    /* [submission] */
+    unsigned submission_timeout;
+    unsigned submission_max_connections;
+    unsigned submission_max_connections_per_ip;
+    bool submission_allow_plaintext_auth;
+    unsigned submission_max_auth_failures_per_ip;
+    unsigned submission_scram_iterations;
+    /* [delivery] */
+    char delivery_dns_resolver[256];
+    unsigned delivery_remote_smtp_port;
+    char delivery_relayhost[CONFIG_STR_MAX];
+    char delivery_retry_schedule[256];
+    unsigned delivery_max_age;
+    unsigned delivery_delay_warning;
+    unsigned delivery_max_connections;
+    unsigned delivery_max_connections_per_domain;
+    bool delivery_require_tls;
 };
 
 /* Set every key to its default. */

@@ -1,4 +1,6 @@
-/* deliver — local delivery of accepted messages, on the worker threads. */
+/* deliver — local delivery of accepted messages and queueing of the
+ * copies for other domains, on the worker threads. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/uio.h>
@@ -9,24 +11,65 @@
 #include "mime/mime.h"
 #include "mime/mime_imap.h"
 #include "proto/smtp/received.h"
+#include "proto/smtp/submission.h"
+#include "queue/queue.h"
 #include "store/store.h"
+
+struct deliver_worker {
+    struct store *st;
+    struct queue *q;
+};
 
 static void *deliver_ctx_new(void *arg)
 {
     const char *data_dir = arg;
-    struct store *st = NULL;
+    struct deliver_worker *w = calloc(1, sizeof(*w));
     char err[512];
-    if (store_open(&st, data_dir, err, sizeof(err)) < 0) {
+    if (!w)
+        return NULL;
+    if (store_open(&w->st, data_dir, err, sizeof(err)) < 0 ||
+        queue_open(&w->q, data_dir, err, sizeof(err)) < 0) {
         log_error("deliver", "event=store_open_failed error=\"%s\"", err);
+        store_close(&w->st);
+        free(w);
         return NULL;
     }
-    return st;
+    return w;
 }
 
 static void deliver_ctx_free(void *ctx)
 {
-    struct store *st = ctx;
-    store_close(&st);
+    struct deliver_worker *w = ctx;
+    if (!w)
+        return;
+    store_close(&w->st);
+    queue_close(&w->q);
+    free(w);
+}
+
+/* The job's copy for the queue: durable when this returns 0. */
+static int deliver_job_queue(struct deliver_worker *w, struct deliver_job *job)
+{
+    struct iovec iov[2] = {
+        {.iov_base = (void *)buf_ptr(&job->qprefix), .iov_len = buf_size(&job->qprefix)},
+        {.iov_base = (void *)job->msg, .iov_len = job->msg_len},
+    };
+    struct queue_new qn = {
+        .sender = job->sender,
+        .rcpts = job->remote,
+        .nrcpts = job->nremote,
+        .iov = iov,
+        .iovcnt = 2,
+        .body_8bit = job->body_8bit,
+        .smtputf8 = job->smtputf8,
+        .now = time(NULL),
+    };
+    char err[256];
+    if (queue_add(w->q, &qn, job->queue_id, sizeof(job->queue_id), err, sizeof(err)) < 0) {
+        log_error("deliver", "event=queue_failed error=\"%s\"", err);
+        return -1;
+    }
+    return 0;
 }
 
 /* What the index caches of the job's message (ENVELOPE, BODYSTRUCTURE,
@@ -38,8 +81,7 @@ static void deliver_job_cache(struct deliver_job *job)
 {
     if (job->n == 0)
         return;
-    const struct iovec *msg = &job->deliveries[0].iov[1];
-    mime_index_cache_compute(msg->iov_base, msg->iov_len, NULL, &job->cache);
+    mime_index_cache_compute(job->msg, job->msg_len, NULL, &job->cache);
     for (size_t i = 0; i < job->n; i++) {
         struct store_delivery *dl = &job->deliveries[i];
         dl->envelope = job->cache.envelope;
@@ -53,7 +95,8 @@ static void deliver_job_cache(struct deliver_job *job)
  * touched folder and one index commit per account for the whole batch. */
 static void deliver_run_batch(void *ctx, struct work_item **items, size_t n)
 {
-    struct store *st = ctx;
+    struct deliver_worker *w = ctx;
+    struct store *st = w ? w->st : NULL;
     size_t total = 0;
     for (size_t i = 0; i < n; i++)
         total += ((struct deliver_job *)items[i])->n;
@@ -71,7 +114,8 @@ static void deliver_run_batch(void *ctx, struct work_item **items, size_t n)
         memcpy(all + k, job->deliveries, job->n * sizeof(*all));
         k += job->n;
     }
-    store_deliver(st, all, total);
+    if (total > 0)
+        store_deliver(st, all, total);
     k = 0;
     for (size_t i = 0; i < n; i++) {
         struct deliver_job *job = (struct deliver_job *)items[i];
@@ -83,6 +127,8 @@ static void deliver_run_batch(void *ctx, struct work_item **items, size_t n)
             if (all[k].result_r != 0)
                 job->result = -1;
         }
+        if (job->result == 0 && job->nremote > 0 && deliver_job_queue(w, job) < 0)
+            job->result = -1;
     }
     free(all);
 }
@@ -103,26 +149,53 @@ void deliver_job_free(struct deliver_job *job)
     free(job->prefixes);
     free(job->iov);
     free(job->deliveries);
+    free(job->remote);
+    buf_free(&job->fixed);
+    buf_free(&job->qprefix);
     mime_index_cache_free(&job->cache);
     free(job);
 }
 
-struct deliver_job *deliver_job_new(const struct smtp_request *req, const char *by_host)
+struct deliver_job *deliver_job_new(const struct smtp_request *req, const char *by_host,
+                                    bool submission)
 {
     const struct smtp_envelope *env = req->env;
     struct deliver_job *job = calloc(1, sizeof(*job));
     if (!job)
         return NULL;
-    job->deliveries = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*job->deliveries));
-    job->prefixes = calloc(env->nrcpts ? env->nrcpts : 1, sizeof(*job->prefixes));
-    job->iov = calloc(2 * (env->nrcpts ? env->nrcpts : 1), sizeof(*job->iov));
-    if (!job->deliveries || !job->prefixes || !job->iov) {
+    size_t nr = env->nrcpts ? env->nrcpts : 1;
+    job->deliveries = calloc(nr, sizeof(*job->deliveries));
+    job->prefixes = calloc(nr, sizeof(*job->prefixes));
+    job->iov = calloc(2 * nr, sizeof(*job->iov));
+    job->remote = calloc(nr, sizeof(*job->remote));
+    if (!job->deliveries || !job->prefixes || !job->iov || !job->remote) {
         deliver_job_free(job);
         return NULL;
     }
     time_t now = time(NULL);
+    job->msg = req->data;
+    job->msg_len = req->data_len;
+    job->sender = env->mail_from;
+    job->body_8bit = env->body_8bit;
+    job->smtputf8 = env->smtputf8;
+    if (submission) {
+        /* RFC 6409 8: Bcc: removed, Date: and Message-ID: added when missing. */
+        char id_left[96];
+        snprintf(id_left, sizeof(id_left), "%s.%lld", env->txn_id, (long long)now);
+        if (smtp_submission_fixup(req->data, req->data_len, by_host, now, id_left, &job->fixed,
+                                  NULL) < 0) {
+            deliver_job_free(job);
+            return NULL;
+        }
+        job->msg = buf_ptr(&job->fixed);
+        job->msg_len = buf_size(&job->fixed);
+    }
     for (size_t i = 0; i < env->nrcpts; i++) {
         const struct smtp_rcpt *r = &env->rcpts[i];
+        if (r->remote || !r->account) {
+            job->remote[job->nremote++] = r->address;
+            continue;
+        }
         /* Two addresses of one account get one copy. */
         int dup = 0;
         for (size_t j = 0; j < job->n; j++)
@@ -144,13 +217,27 @@ struct deliver_job *deliver_job_new(const struct smtp_request *req, const char *
         }
         job->iov[2 * k].iov_base = (void *)buf_ptr(&job->prefixes[k]);
         job->iov[2 * k].iov_len = buf_size(&job->prefixes[k]);
-        job->iov[2 * k + 1].iov_base = (void *)req->data;
-        job->iov[2 * k + 1].iov_len = req->data_len;
+        job->iov[2 * k + 1].iov_base = (void *)job->msg;
+        job->iov[2 * k + 1].iov_len = job->msg_len;
         job->deliveries[k].account = r->account;
         job->deliveries[k].mailbox = "INBOX";
         job->deliveries[k].iov = &job->iov[2 * k];
         job->deliveries[k].iovcnt = 2;
         job->deliveries[k].internal_date = now;
+    }
+    if (job->nremote > 0) {
+        /* The queued copy's trace field: "for" only with one recipient
+         * (RFC 5321 4.4: it must not disclose the others). */
+        struct smtp_received_info ri = {
+            .helo = env->helo, .client_ip = env->client_ip, .by_host = by_host,
+            .protocol = env->protocol, .tls_version = env->tls_version,
+            .tls_cipher = env->tls_cipher, .id = env->txn_id,
+            .for_rcpt = job->nremote == 1 ? job->remote[0] : NULL, .when = now,
+        };
+        if (smtp_received_format(&job->qprefix, &ri) < 0) {
+            deliver_job_free(job);
+            return NULL;
+        }
     }
     return job;
 }

@@ -2,7 +2,7 @@
  * and answers its requests on the mailbox worker pool (the IMAP workers):
  * password/APOP checks, the maildrop lock and listing, RETR/TOP reads and
  * the UPDATE state's expunge. Failed logins are answered late and counted
- * per client address.
+ * per client address (authfail.c).
  *
  * The maildrop lock (RFC 1939 8: one session per maildrop) is a set of
  * account names in this process, under a mutex because workers take it
@@ -78,40 +78,6 @@ static void pop3_lock_release(const char *account)
     }
     pthread_mutex_unlock(&pop3_locks_mu);
     free(found);
-}
-
-/* --- failed logins per client address (loop thread only) ---------------------------- */
-
-#define POP3_FAIL_SLOTS 1024
-#define POP3_FAIL_WINDOW 900 /* seconds a failure counts */
-
-struct pop3_fail {
-    char ip[INET6_ADDRSTRLEN];
-    unsigned count;
-    time_t first;
-};
-static struct pop3_fail pop3_fails[POP3_FAIL_SLOTS];
-
-static struct pop3_fail *pop3_fail_slot(const char *ip, bool create)
-{
-    time_t now = time(NULL);
-    struct pop3_fail *slot = NULL;
-    for (size_t i = 0; i < POP3_FAIL_SLOTS; i++) {
-        struct pop3_fail *f = &pop3_fails[i];
-        if (f->ip[0] && now - f->first >= POP3_FAIL_WINDOW)
-            f->ip[0] = '\0'; /* expired */
-        if (f->ip[0] && strcmp(f->ip, ip) == 0)
-            return f;
-        /* Where a new entry would go: a free slot, else the oldest. */
-        if (!slot || (slot->ip[0] && (!f->ip[0] || f->first < slot->first)))
-            slot = f;
-    }
-    if (!create)
-        return NULL;
-    snprintf(slot->ip, sizeof(slot->ip), "%s", ip);
-    slot->count = 0;
-    slot->first = now;
-    return slot;
 }
 
 /* --- settings ------------------------------------------------------------------------ */
@@ -459,8 +425,7 @@ static void pop3_conn_done(struct work_item *item)
     if (x->job == POP3_REQ_AUTH &&
         (x->result == POP3_AUTH_FAILED || x->result == POP3_AUTH_NO_APOP)) {
         /* Answer a failed login late, the later the more this address failed. */
-        struct pop3_fail *f = pop3_fail_slot(c->ip, true);
-        unsigned n = f ? ++f->count : 1;
+        unsigned n = authfail_add(c->ip);
         unsigned secs = n < 5 ? n : 5;
         if (!x->delay_ev)
             x->delay_ev = evtimer_new(c->d->base, pop3_conn_delay_cb, c);
@@ -511,11 +476,10 @@ static void pop3_conn_process(struct conn *c, enum pop3_session_status st)
         const char *sec = req->auth_kind == POP3_AUTH_APOP ? req->digest : req->password;
         snprintf(x->secret, sizeof(x->secret), "%s", sec ? sec : "");
         snprintf(x->banner, sizeof(x->banner), "%s", req->banner ? req->banner : "");
-        struct pop3_fail *f = pop3_fail_slot(c->ip, false);
-        x->refused = f && f->count >= x->settings->max_auth_failures_per_ip;
+        unsigned fails = authfail_count(c->ip);
+        x->refused = fails >= x->settings->max_auth_failures_per_ip;
         if (x->refused)
-            log_warn("pop3", "event=login_refused id=%s ip=%s failures=%u", c->id, c->ip,
-                     f->count);
+            log_warn("pop3", "event=login_refused id=%s ip=%s failures=%u", c->id, c->ip, fails);
         pop3_conn_submit(c);
         return;
     }

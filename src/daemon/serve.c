@@ -17,6 +17,7 @@
 #include "lib/log.h"
 #include "net/tls.h"
 #include "net/workers.h"
+#include "queue/queue.h"
 #include "store/store.h"
 
 #define EX_CONFIG_ 78
@@ -28,7 +29,11 @@ static struct workers_ops deliver_ops, imap_ops;
 static void daemon_limits(const struct daemon *d, const struct conn_proto *proto,
                           struct conn_limits *lim)
 {
-    if (proto == &smtp_conn_proto) {
+    if (proto == &submission_conn_proto) {
+        lim->max_connections = d->cfg.submission_max_connections;
+        lim->max_connections_per_ip = d->cfg.submission_max_connections_per_ip;
+        lim->timeout = d->cfg.submission_timeout;
+    } else if (proto == &smtp_conn_proto) {
         lim->max_connections = d->cfg.smtp_max_connections;
         lim->max_connections_per_ip = d->cfg.smtp_max_connections_per_ip;
         lim->timeout = d->cfg.smtp_timeout;
@@ -145,6 +150,7 @@ static void daemon_stop_cb(evutil_socket_t sig, short what, void *arg)
     d->stopping = true;
     log_notice("daemon", "event=stopping signal=%d open_connections=%u", (int)sig, d->nconns);
     daemon_close_listeners(d);
+    outbound_stop(d);
     conn_shutdown_all(d);
     if (d->nconns == 0) {
         event_base_loopexit(d->base, NULL);
@@ -173,11 +179,13 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
         log_error("daemon", "event=reload_failed error=\"%s\"", err);
         return;
     }
-    struct smtp_settings *s = smtp_settings_new(&cfg, ctx != NULL);
+    struct smtp_settings *s = smtp_settings_new(&cfg, ctx != NULL, false);
+    struct smtp_settings *sub = smtp_settings_new(&cfg, ctx != NULL, true);
     struct imap_settings *is = imap_settings_new(&cfg, ctx != NULL);
     struct pop3_settings *ps = pop3_settings_new(&cfg, ctx != NULL);
-    if (!s || !is || !ps) {
+    if (!s || !sub || !is || !ps) {
         smtp_settings_put(s);
+        smtp_settings_put(sub);
         imap_settings_put(is);
         pop3_settings_put(ps);
         SSL_CTX_free(ctx);
@@ -188,18 +196,25 @@ static void daemon_reload_cb(evutil_socket_t sig, short what, void *arg)
         strcmp(cfg.listen_imap, d->cfg.listen_imap) != 0 ||
         strcmp(cfg.listen_imaps, d->cfg.listen_imaps) != 0 ||
         strcmp(cfg.listen_pop3, d->cfg.listen_pop3) != 0 ||
-        strcmp(cfg.listen_pop3s, d->cfg.listen_pop3s) != 0 || strcmp(cfg.data_dir, d->cfg.data_dir))
+        strcmp(cfg.listen_pop3s, d->cfg.listen_pop3s) != 0 ||
+        strcmp(cfg.listen_submission, d->cfg.listen_submission) != 0 ||
+        strcmp(cfg.listen_submissions, d->cfg.listen_submissions) != 0 ||
+        strcmp(cfg.data_dir, d->cfg.data_dir))
         log_warn("daemon", "event=reload_partial note=\"listen and data_dir changes need a restart\"");
     memcpy(cfg.listen_smtp, d->cfg.listen_smtp, sizeof(cfg.listen_smtp));
     memcpy(cfg.listen_imap, d->cfg.listen_imap, sizeof(cfg.listen_imap));
     memcpy(cfg.listen_imaps, d->cfg.listen_imaps, sizeof(cfg.listen_imaps));
     memcpy(cfg.listen_pop3, d->cfg.listen_pop3, sizeof(cfg.listen_pop3));
     memcpy(cfg.listen_pop3s, d->cfg.listen_pop3s, sizeof(cfg.listen_pop3s));
+    memcpy(cfg.listen_submission, d->cfg.listen_submission, sizeof(cfg.listen_submission));
+    memcpy(cfg.listen_submissions, d->cfg.listen_submissions, sizeof(cfg.listen_submissions));
     snprintf(cfg.data_dir, sizeof(cfg.data_dir), "%s", d->cfg.data_dir);
     SSL_CTX_free(d->tls_ctx); /* sessions in TLS hold their own reference */
     d->tls_ctx = ctx;
     smtp_settings_put(d->smtp);
     d->smtp = s;
+    smtp_settings_put(d->submission);
+    d->submission = sub;
     imap_settings_put(d->imap);
     d->imap = is;
     pop3_settings_put(d->pop3);
@@ -264,7 +279,11 @@ static int daemon_start(struct daemon *d)
         daemon_listen_list(d, d->cfg.listen_pop3, "pop3", &pop3_conn_proto, false, err,
                            sizeof(err)) < 0 ||
         daemon_listen_list(d, d->cfg.listen_pop3s, "pop3s", &pop3_conn_proto, true, err,
-                           sizeof(err)) < 0) {
+                           sizeof(err)) < 0 ||
+        daemon_listen_list(d, d->cfg.listen_submission, "submission", &submission_conn_proto,
+                           false, err, sizeof(err)) < 0 ||
+        daemon_listen_list(d, d->cfg.listen_submissions, "submissions", &submission_conn_proto,
+                           true, err, sizeof(err)) < 0) {
         fprintf(stderr, "correio: %s\n", err);
         return EX_UNAVAILABLE_;
     }
@@ -289,13 +308,26 @@ static int daemon_start(struct daemon *d)
     imap_ops.arg = d->cfg.data_dir;
     if (d->workers)
         d->imap_workers = workers_new(d->base, d->cfg.imap_workers, 1, &imap_ops, err, sizeof(err));
-    d->smtp = smtp_settings_new(&d->cfg, d->tls_ctx != NULL);
+    d->smtp = smtp_settings_new(&d->cfg, d->tls_ctx != NULL, false);
+    d->submission = smtp_settings_new(&d->cfg, d->tls_ctx != NULL, true);
     d->imap = imap_settings_new(&d->cfg, d->tls_ctx != NULL);
     d->pop3 = pop3_settings_new(&d->cfg, d->tls_ctx != NULL);
-    if (!d->workers || !d->imap_workers || !d->smtp || !d->imap || !d->pop3 ||
+    if (!d->workers || !d->imap_workers || !d->smtp || !d->submission || !d->imap || !d->pop3 ||
         daemon_signals(d) < 0) {
         fprintf(stderr, "correio: start-up failed: %s\n", d->workers ? "out of memory" : err);
         return EX_OSERR_;
+    }
+    struct queue *q = NULL;
+    if (queue_open(&q, d->cfg.data_dir, err, sizeof(err)) < 0 ||
+        queue_recover(q, err, sizeof(err)) < 0) {
+        queue_close(&q);
+        fprintf(stderr, "correio: queue: %s\n", err);
+        return EX_UNAVAILABLE_;
+    }
+    queue_close(&q);
+    if (outbound_start(d, err, sizeof(err)) < 0) {
+        fprintf(stderr, "correio: outbound delivery: %s\n", err);
+        return EX_UNAVAILABLE_;
     }
     return 0;
 }
@@ -305,6 +337,7 @@ static void daemon_cleanup(struct daemon *d)
     /* A second SIGTERM while the last deliveries finish must not kill us. */
     signal(SIGTERM, SIG_IGN);
     signal(SIGINT, SIG_IGN);
+    outbound_free(d);
     workers_free(&d->workers); /* runs the last done()s: their replies are written */
     workers_free(&d->imap_workers);
     conn_free_all(d);
@@ -320,6 +353,7 @@ static void daemon_cleanup(struct daemon *d)
     smtp_settings_put(d->smtp);
     imap_settings_put(d->imap);
     pop3_settings_put(d->pop3);
+    smtp_settings_put(d->submission);
     store_close(&d->store);
     SSL_CTX_free(d->tls_ctx);
     if (d->base)

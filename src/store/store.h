@@ -83,6 +83,14 @@ enum store_lookup store_account_apop_secret(struct store *st, const char *addres
                                             char *account_r, size_t n, char *secret_r,
                                             size_t secret_n);
 
+/* SCRAM-SHA-256 keys (RFC 5803 text, auth/scram.h), derived from the
+ * password at user add/passwd; NULL or "" removes them. */
+int store_account_set_scram(struct store *st, const char *address, const char *scram, char *err,
+                            size_t errlen);
+/* As store_account_lookup; on FOUND scram_r gets the keys' text, "" when none. */
+enum store_lookup store_account_scram(struct store *st, const char *address, char *account_r,
+                                      size_t n, char *scram_r, size_t scram_n);
+
 /* Check a password against the account's yescrypt hash. 1 and the
  * canonical address in account_r when it matches; 0 when the account does
  * not exist or the password is wrong (the two take the same time); -1 on

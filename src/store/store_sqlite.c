@@ -350,7 +350,8 @@ static const char accounts_schema[] =
     " domain TEXT NOT NULL COLLATE NOCASE,"
     " hash TEXT NOT NULL,"
     " created INTEGER NOT NULL,"
-    " apop_secret TEXT);"
+    " apop_secret TEXT,"
+    " scram TEXT);"
     "CREATE INDEX IF NOT EXISTS accounts_domain ON accounts(domain);";
 
 /* accounts.sqlite v1 -> v2: the APOP shared secret (POP3, RFC 1939 7). */
@@ -358,6 +359,9 @@ static int accounts_migrate(sqlite3 *db, int from, char *err, size_t errlen)
 {
     if (from < 2 &&
         store_db_exec(db, "ALTER TABLE accounts ADD COLUMN apop_secret TEXT", err, errlen) < 0)
+        return -1;
+    /* v2 -> v3: SCRAM-SHA-256 keys (RFC 5803 text), made at user add/passwd. */
+    if (from < 3 && store_db_exec(db, "ALTER TABLE accounts ADD COLUMN scram TEXT", err, errlen) < 0)
         return -1;
     return 0;
 }
@@ -751,28 +755,67 @@ int store_account_set_apop_secret(struct store *st, const char *address, const c
 
 static int store_copy(char *dst, size_t n, const char *src);
 
-enum store_lookup store_account_apop_secret(struct store *st, const char *address,
-                                            char *account_r, size_t n, char *secret_r,
-                                            size_t secret_n)
+int store_account_set_scram(struct store *st, const char *address, const char *scram, char *err,
+                            size_t errlen)
+{
+    char addr[STORE_ADDR_MAX + 1];
+    if (store_addr_norm(address, addr, sizeof(addr), NULL) < 0)
+        return store_fail(err, errlen, "no such account: %.320s", address ? address : "");
+    sqlite3_stmt *s;
+    if (store_db_prepare(st->db, "UPDATE accounts SET scram = ? WHERE address = ?", &s, err,
+                         errlen) < 0)
+        return -1;
+    if (scram && *scram)
+        sqlite3_bind_text(s, 1, scram, -1, SQLITE_STATIC);
+    else
+        sqlite3_bind_null(s, 1);
+    sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
+    int rc = sqlite3_step(s);
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return store_db_fail(err, errlen, st->db, "set SCRAM keys");
+    if (sqlite3_changes(st->db) == 0)
+        return store_fail(err, errlen, "no such account: %s", addr);
+    return 0;
+}
+
+/* One text column of an account found by store_account_lookup. */
+static enum store_lookup store_account_text(struct store *st, const char *address,
+                                            const char *sql, char *account_r, size_t n,
+                                            char *value_r, size_t value_n)
 {
     enum store_lookup r = store_account_lookup(st, address, account_r, n, NULL, 0);
     if (r != STORE_LOOKUP_FOUND)
         return r;
     sqlite3_stmt *s;
-    if (store_db_prepare(st->db, "SELECT apop_secret FROM accounts WHERE address = ?", &s, NULL,
-                         0) < 0)
+    if (store_db_prepare(st->db, sql, &s, NULL, 0) < 0)
         return STORE_LOOKUP_ERROR;
     sqlite3_bind_text(s, 1, account_r, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     if (rc == SQLITE_ROW) {
-        const char *sec = (const char *)sqlite3_column_text(s, 0);
-        if (store_copy(secret_r, secret_n, sec ? sec : "") < 0)
+        const char *v = (const char *)sqlite3_column_text(s, 0);
+        if (store_copy(value_r, value_n, v ? v : "") < 0)
             r = STORE_LOOKUP_ERROR;
     } else {
         r = rc == SQLITE_DONE ? STORE_LOOKUP_NO_USER : STORE_LOOKUP_ERROR;
     }
     sqlite3_finalize(s);
     return r;
+}
+
+enum store_lookup store_account_scram(struct store *st, const char *address, char *account_r,
+                                      size_t n, char *scram_r, size_t scram_n)
+{
+    return store_account_text(st, address, "SELECT scram FROM accounts WHERE address = ?",
+                              account_r, n, scram_r, scram_n);
+}
+
+enum store_lookup store_account_apop_secret(struct store *st, const char *address,
+                                            char *account_r, size_t n, char *secret_r,
+                                            size_t secret_n)
+{
+    return store_account_text(st, address, "SELECT apop_secret FROM accounts WHERE address = ?",
+                              account_r, n, secret_r, secret_n);
 }
 
 int store_account_list(struct store *st, void (*cb)(void *ctx, const char *address), void *ctx,

@@ -22,7 +22,7 @@
 #define STORE_CACHE_MAX 64  /* cached per-account index connections */
 #define STORE_BUSY_MS 10000 /* SQLite busy handler wait per attempt */
 #define STORE_BEGIN_TRIES 6 /* BEGIN IMMEDIATE attempts (about a minute in all) */
-#define ACCOUNTS_VERSION 2  /* PRAGMA user_version of accounts.sqlite */
+#define ACCOUNTS_VERSION 3  /* PRAGMA user_version of accounts.sqlite */
 #define INDEX_VERSION 3     /* PRAGMA user_version of index.sqlite (1: before IMAP) */
 #define INDEX_CACHE_KIB 512 /* SQLite page cache per index connection */
 

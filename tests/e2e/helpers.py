@@ -79,8 +79,8 @@ def port_is_free(port):
 
 
 # The listeners `correio init --port-offset N` sets up: SMTP 25+N, IMAP 143+N,
-# IMAPS 993+N, POP3 110+N, POP3S 995+N.
-BASE_PORTS = (25, 143, 993, 110, 995)
+# IMAPS 993+N, POP3 110+N, POP3S 995+N, submission 587+N, submissions 465+N.
+BASE_PORTS = (25, 143, 993, 110, 995, 587, 465)
 _used_ports = set()  # ports of the offsets handed out in this process
 
 
@@ -137,6 +137,8 @@ class Server:
         self.imaps_port = 993 + self.offset  # implicit TLS
         self.pop3_port = 110 + self.offset   # STLS
         self.pop3s_port = 995 + self.offset  # implicit TLS
+        self.submission_port = 587 + self.offset   # STARTTLS, AUTH
+        self.submissions_port = 465 + self.offset  # implicit TLS, AUTH
         self.cert_path = os.path.join(self.dir, "tls", "cert.pem")
         argv = ["init", self.dir, "--hostname", hostname, "--port-offset", str(self.offset)]
         for d in domains:

@@ -66,7 +66,9 @@ struct conv {
     enum smtp_session_status st;
     enum smtp_deliver_result deliver; /* the answer to deliveries */
     bool tls_ok;
-    bool hold; /* leave requests pending (for tests of pending input) */
+    bool hold;            /* leave requests pending (for tests of pending input) */
+    bool remote_in_mx;    /* answer REMOTE for other domains also in MX mode */
+    bool auth_no_account; /* auth_done(OK) with a NULL account */
     unsigned nreqs;
 };
 
@@ -120,11 +122,62 @@ static void conv_log_deliver(struct conv *c, const struct smtp_request *r)
                e->txn_id, e->helo, e->client_ip, e->mail_from, e->protocol,
                e->tls_version ? e->tls_version : "-", e->tls_cipher ? e->tls_cipher : "-",
                e->smtputf8, e->body_8bit);
-    for (size_t i = 0; i < e->nrcpts; i++)
-        buf_printf(&c->log, " to=%s(%s)", e->rcpts[i].address, e->rcpts[i].account);
+    if (e->auth_account)
+        buf_printf(&c->log, " auth=%s", e->auth_account);
+    assert_null(e->envid);
+    if (c->cfg.submission) {
+        buf_puts(&c->log, " froms=[");
+        for (size_t i = 0; i < e->nfrom_addrs; i++)
+            buf_printf(&c->log, "%s%s", i ? "," : "", e->from_addrs[i]);
+        buf_puts(&c->log, "]");
+    } else {
+        assert_null(e->auth_account);
+        assert_int_equal(e->nfrom_addrs, 0);
+    }
+    for (size_t i = 0; i < e->nrcpts; i++) {
+        assert_true(e->rcpts[i].remote == (e->rcpts[i].account == NULL));
+        buf_printf(&c->log, " to=%s(%s)", e->rcpts[i].address,
+                   e->rcpts[i].remote ? "remote" : e->rcpts[i].account);
+    }
     buf_puts(&c->log, "\n[");
     buf_append(&c->log, r->data, r->data_len);
     buf_puts(&c->log, "]\n");
+}
+
+/* The AUTH policy: PLAIN/LOGIN alice@example.org with "secret" is good,
+ * user "temp" fails temporarily, the rest is refused. Any other mechanism
+ * plays SCRAM: client-first → server-first, client-final → server-final,
+ * then an empty response → OK; bad-proof → FAILED; else MALFORMED. */
+static void conv_answer_auth(struct conv *c, const struct smtp_request *r)
+{
+    buf_printf(&c->log, "AUTH %s first=%d user=%s data=", r->auth_mech, (int)r->auth_first,
+               r->auth_user ? r->auth_user : "-");
+    for (size_t i = 0; i < r->auth_len; i++)
+        buf_printf(&c->log, "%c", r->auth_data[i] ? r->auth_data[i] : '|');
+    buf_puts(&c->log, "\n");
+    assert_int_equal(r->auth_data[r->auth_len], '\0');
+    const char *account = c->auth_no_account ? NULL : "alice@example.org";
+    if (r->auth_user) {
+        enum smtp_auth_result res = SMTP_AUTH_FAILED;
+        if (strcmp(r->auth_user, "temp") == 0)
+            res = SMTP_AUTH_TEMPFAIL;
+        else if (strcmp(r->auth_user, "alice@example.org") == 0 && r->auth_len == 6 &&
+                 memcmp(r->auth_data, "secret", 6) == 0)
+            res = SMTP_AUTH_OK;
+        c->st = smtp_session_auth_done(c->s, res, account, &c->out);
+        return;
+    }
+    const char *d = (const char *)r->auth_data;
+    if (r->auth_first && strcmp(d, "client-first") == 0)
+        c->st = smtp_session_auth_challenge(c->s, (const uint8_t *)"server-first", 12, &c->out);
+    else if (!r->auth_first && strcmp(d, "client-final") == 0)
+        c->st = smtp_session_auth_challenge(c->s, (const uint8_t *)"server-final", 12, &c->out);
+    else if (!r->auth_first && r->auth_len == 0)
+        c->st = smtp_session_auth_done(c->s, SMTP_AUTH_OK, account, &c->out);
+    else if (strcmp(d, "bad-proof") == 0)
+        c->st = smtp_session_auth_done(c->s, SMTP_AUTH_FAILED, NULL, &c->out);
+    else
+        c->st = smtp_session_auth_done(c->s, SMTP_AUTH_MALFORMED, NULL, &c->out);
 }
 
 /* Answer requests until none is pending. */
@@ -136,6 +189,8 @@ static void conv_answer(struct conv *c)
         switch (r->type) {
         case SMTP_REQ_RCPT: {
             enum smtp_rcpt_result res = conv_rcpt_policy(r->rcpt);
+            if (res == SMTP_RCPT_RELAY_DENIED && (c->cfg.submission || c->remote_in_mx))
+                res = SMTP_RCPT_REMOTE;
             buf_printf(&c->log, "RCPT %s -> %d\n", r->rcpt, (int)res);
             char account[300];
             snprintf(account, sizeof(account), "acct:%s", r->rcpt);
@@ -152,6 +207,18 @@ static void conv_answer(struct conv *c)
             c->st = smtp_session_tls_done(c->s, c->tls_ok, "TLSv1.3", "TLS_AES_128_GCM_SHA256",
                                           &c->out);
             break;
+        case SMTP_REQ_AUTH:
+            conv_answer_auth(c, r);
+            break;
+        case SMTP_REQ_MAIL: {
+            /* The account may send as itself and as alias@example.org. */
+            assert_non_null(r->auth_account);
+            bool ok = strcmp(r->mail_from, r->auth_account) == 0 ||
+                      strcmp(r->mail_from, "alias@example.org") == 0;
+            buf_printf(&c->log, "MAIL <%s> as %s -> %d\n", r->mail_from, r->auth_account, ok);
+            c->st = smtp_session_mail_done(c->s, ok, &c->out);
+            break;
+        }
         default:
             fail_msg("request type %d", (int)r->type);
         }
@@ -1130,6 +1197,699 @@ static void test_ipv6_client_and_state_names(void **state)
     smtp_session_free(&s);
 }
 
+/* ------------------------------------------------------------------------
+ * Submission (RFC 6409) and AUTH (RFC 4954)
+ */
+
+#define MECHS "PLAIN LOGIN SCRAM-SHA-256"
+#define EHLO_SUB_AUTH                                                                              \
+    "250-" HOST "\r\n"                                                                             \
+    "250-PIPELINING\r\n"                                                                           \
+    "250-SIZE 10000\r\n"                                                                           \
+    "250-STARTTLS\r\n"                                                                             \
+    "250-AUTH " MECHS "\r\n"                                                                       \
+    "250-ENHANCEDSTATUSCODES\r\n"                                                                  \
+    "250-8BITMIME\r\n"                                                                             \
+    "250-SMTPUTF8\r\n"                                                                             \
+    "250-HELP\r\n"                                                                                 \
+    "250 CHUNKING\r\n"
+#define EHLO_SUB_TLS                                                                               \
+    "250-" HOST "\r\n"                                                                             \
+    "250-PIPELINING\r\n"                                                                           \
+    "250-SIZE 10000\r\n"                                                                           \
+    "250-AUTH " MECHS "\r\n"                                                                       \
+    "250-ENHANCEDSTATUSCODES\r\n"                                                                  \
+    "250-8BITMIME\r\n"                                                                             \
+    "250-SMTPUTF8\r\n"                                                                             \
+    "250-HELP\r\n"                                                                                 \
+    "250 CHUNKING\r\n"
+/* base64 of "\0alice@example.org\0secret" */
+#define PLAIN_GOOD "AGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA=="
+#define AUTH_OK "235 2.7.0 Authentication successful\r\n"
+#define AUTH_BAD "535 5.7.8 Authentication credentials invalid\r\n"
+#define B64_ALICE "YWxpY2VAZXhhbXBsZS5vcmc=" /* alice@example.org */
+#define B64_SECRET "c2VjcmV0"                /* secret */
+#define SUB_LOGIN "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\n"
+
+/* Submission on a test connection: AUTH allowed without TLS. */
+static struct smtp_session_config sub_cfg(void)
+{
+    struct smtp_session_config cfg = test_cfg();
+    cfg.submission = true;
+    cfg.allow_plaintext_auth = true;
+    cfg.auth_mechanisms = MECHS;
+    return cfg;
+}
+
+static struct conv *conv_sub(void)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    return conv_new_cfg(&cfg);
+}
+
+static void test_sub_ehlo_advertises_auth(void **state)
+{
+    /* Without TLS and allow_plaintext_auth: no AUTH, 538, until STARTTLS. */
+    struct smtp_session_config cfg = sub_cfg();
+    cfg.allow_plaintext_auth = false;
+    struct conv *c = conv_new_cfg(&cfg);
+    conv_feed(c,
+              "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\nAUTH LOGIN\r\nMAIL FROM:<a@example.org>\r\n"
+              "HELP\r\nSTARTTLS\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS
+                        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+                        "538 5.7.11 Encryption required for requested authentication mechanism\r\n"
+                        "530 5.7.0 Authentication required\r\n"
+                        "214 2.0.0 Commands: EHLO HELO AUTH MAIL RCPT DATA BDAT RSET NOOP QUIT "
+                        "HELP VRFY STARTTLS\r\n"
+                        "220 2.0.0 Ready to start TLS\r\n");
+    buf_reset(&c->out);
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\n");
+    assert_string_equal(conv_out(c), EHLO_SUB_TLS AUTH_OK);
+    assert_string_equal(smtp_session_auth_account(c->s), "alice@example.org");
+    conv_free(c);
+
+    /* allow_plaintext_auth: offered at once. */
+    c = conv_sub();
+    assert_null(smtp_session_auth_account(c->s));
+    conv_feed(c, "EHLO c\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH);
+    conv_free(c);
+
+    /* No mechanisms configured: nothing offered, every one unknown. */
+    cfg = sub_cfg();
+    cfg.auth_mechanisms = "  ";
+    c = conv_new_cfg(&cfg);
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN\r\n");
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_TLS "504 5.5.4 Unrecognized authentication type\r\n");
+    conv_free(c);
+
+    /* MX mode: AUTH is never offered, even with TLS and a mechanism list. */
+    cfg = sub_cfg();
+    cfg.submission = false;
+    c = conv_new_cfg(&cfg);
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\nauth\r\nHELP\r\nSTARTTLS\r\n");
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\nMAIL FROM:<a@example.net>\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS
+                        "502 5.5.1 Error: AUTH not available here\r\n"
+                        "502 5.5.1 Error: AUTH not available here\r\n"
+                        "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP "
+                        "VRFY STARTTLS\r\n"
+                        "220 2.0.0 Ready to start TLS\r\n" EHLO_NOTLS
+                        "502 5.5.1 Error: AUTH not available here\r\n" OK_MAIL);
+    assert_null(smtp_session_auth_account(c->s));
+    assert_int_equal(c->nreqs, 1); /* STARTTLS only */
+    conv_free(c);
+}
+
+static void test_auth_plain(void **state)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    cfg.limits.max_errors = 100;
+    struct conv *c = conv_new_cfg(&cfg);
+    conv_feed(c, "EHLO c\r\n"
+                 /* initial response, wrong password */
+                 "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHdyb25n\r\n"
+                 /* no initial response: empty challenge, then the message */
+                 "auth plain\r\n"
+                 "AGFsaWNlQGV4YW1wbGUub3JnAHdyb25n\r\n"
+                 /* "=": an empty initial response, malformed for PLAIN */
+                 "AUTH PLAIN =\r\n"
+                 /* bad base64, as initial response and as response */
+                 "AUTH PLAIN AGFsaWNl*\r\n"
+                 "AUTH PLAIN\r\n"
+                 "AGFsaWNlQGV4YW1wbGUub3JnAHdyb25\r\n"
+                 /* cancelled */
+                 "AUTH PLAIN\r\n"
+                 "*\r\n"
+                 /* authzid bob for authcid alice: refused without a request */
+                 "AUTH PLAIN Ym9iQGV4YW1wbGUub3JnAGFsaWNlQGV4YW1wbGUub3JnAHNlY3JldA==\r\n"
+                 /* malformed: no NUL; empty password; empty authcid; three NULs */
+                 "AUTH PLAIN " B64_ALICE "\r\n"
+                 "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAA==\r\n"
+                 "AUTH PLAIN AABzZWNyZXQ=\r\n"
+                 "AUTH PLAIN YQBiAGMAZA==\r\n"
+                 /* user "temp": temporary failure */
+                 "AUTH PLAIN AHRlbXAAeA==\r\n"
+                 /* too many arguments */
+                 "AUTH PLAIN a b\r\n"
+                 /* authzid equal to the authcid (in another case): fine */
+                 "AUTH PLAIN QUxJQ0VAZXhhbXBsZS5vcmcAYWxpY2VAZXhhbXBsZS5vcmcAc2VjcmV0\r\n"
+                 "AUTH PLAIN " PLAIN_GOOD "\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH AUTH_BAD
+                        "334 \r\n" AUTH_BAD "501 5.5.2 Error: malformed PLAIN message\r\n"
+                        "501 5.5.2 Error: invalid base64 data\r\n"
+                        "334 \r\n"
+                        "501 5.5.2 Error: invalid base64 data\r\n"
+                        "334 \r\n"
+                        "501 5.0.0 Authentication cancelled\r\n" AUTH_BAD
+                        "501 5.5.2 Error: malformed PLAIN message\r\n"
+                        "501 5.5.2 Error: malformed PLAIN message\r\n"
+                        "501 5.5.2 Error: malformed PLAIN message\r\n"
+                        "501 5.5.2 Error: malformed PLAIN message\r\n"
+                        "454 4.7.0 Temporary authentication failure\r\n"
+                        "501 5.5.4 Syntax: AUTH mechanism [initial-response]\r\n" AUTH_OK
+                        "503 5.5.1 Error: already authenticated\r\n");
+    assert_string_equal(conv_log(c), "AUTH PLAIN first=1 user=alice@example.org data=wrong\n"
+                                     "AUTH PLAIN first=1 user=alice@example.org data=wrong\n"
+                                     "AUTH PLAIN first=1 user=temp data=x\n"
+                                     "AUTH PLAIN first=1 user=alice@example.org data=secret\n");
+    assert_string_equal(smtp_session_auth_account(c->s), "alice@example.org");
+    conv_free(c);
+
+    /* OK with a NULL account: the user name is the account. */
+    c = conv_sub();
+    c->auth_no_account = true;
+    conv_feed(c, SUB_LOGIN);
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH AUTH_OK);
+    assert_string_equal(smtp_session_auth_account(c->s), "alice@example.org");
+    conv_free(c);
+}
+
+static void test_auth_login(void **state)
+{
+    struct conv *c = conv_sub();
+    conv_feed(c, "EHLO c\r\nAUTH LOGIN\r\n" B64_ALICE "\r\nd3Jvbmc=\r\n" /* wrong */
+                 "AUTH LOGIN " B64_ALICE "\r\n*\r\n"                     /* cancelled */
+                 "AUTH LOGIN =\r\n"                                      /* empty user */
+                 "AUTH LOGIN\r\n" B64_ALICE "\r\n\r\n"                   /* empty password */
+                 "AUTH LOGIN " B64_ALICE "\r\n" B64_SECRET "\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH "334 VXNlcm5hbWU6\r\n"
+                                                            "334 UGFzc3dvcmQ6\r\n" AUTH_BAD
+                                                            "334 UGFzc3dvcmQ6\r\n"
+                                                            "501 5.0.0 Authentication cancelled\r\n"
+                                                            "501 5.5.2 Error: malformed LOGIN "
+                                                            "message\r\n"
+                                                            "334 VXNlcm5hbWU6\r\n"
+                                                            "334 UGFzc3dvcmQ6\r\n"
+                                                            "501 5.5.2 Error: malformed LOGIN "
+                                                            "message\r\n"
+                                                            "334 UGFzc3dvcmQ6\r\n" AUTH_OK);
+    assert_string_equal(conv_log(c), "AUTH LOGIN first=1 user=alice@example.org data=wrong\n"
+                                     "AUTH LOGIN first=1 user=alice@example.org data=secret\n");
+    assert_string_equal(smtp_session_auth_account(c->s), "alice@example.org");
+    conv_free(c);
+}
+
+static void test_auth_multi_step(void **state)
+{
+    struct conv *c = conv_sub();
+    conv_feed(c, "EHLO c\r\n"
+                 /* the whole exchange, with an initial response, mechanism in lower case */
+                 "AUTH scram-sha-256 Y2xpZW50LWZpcnN0\r\n"
+                 "Y2xpZW50LWZpbmFs\r\n"
+                 "\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH "334 c2VydmVyLWZpcnN0\r\n"
+                                                            "334 c2VydmVyLWZpbmFs\r\n" AUTH_OK);
+    assert_string_equal(conv_log(c), "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+                                     "AUTH SCRAM-SHA-256 first=0 user=- data=client-final\n"
+                                     "AUTH SCRAM-SHA-256 first=0 user=- data=\n");
+    conv_free(c);
+
+    c = conv_sub();
+    conv_feed(c, "EHLO c\r\n"
+                 /* without an initial response: an empty challenge first */
+                 "AUTH SCRAM-SHA-256\r\nY2xpZW50LWZpcnN0\r\nYmFkLXByb29m\r\n"
+                 /* "=": an empty first message */
+                 "AUTH SCRAM-SHA-256 =\r\n"
+                 /* cancelled after the first challenge; then a new exchange */
+                 "AUTH SCRAM-SHA-256 Y2xpZW50LWZpcnN0\r\n*\r\n"
+                 "AUTH SCRAM-SHA-256 Y2xpZW50LWZpcnN0\r\nY2xpZW50LWZpbmFs\r\n=\r\n"
+                 "AUTH SCRAM-SHA-256 Y2xpZW50LWZpcnN0\r\nY2xpZW50LWZpbmFs\r\n\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH "334 \r\n"
+                                                            "334 c2VydmVyLWZpcnN0\r\n" AUTH_BAD
+                                                            "501 5.5.2 Error: malformed "
+                                                            "authentication message\r\n"
+                                                            "334 c2VydmVyLWZpcnN0\r\n"
+                                                            "501 5.0.0 Authentication cancelled\r\n"
+                                                            "334 c2VydmVyLWZpcnN0\r\n"
+                                                            "334 c2VydmVyLWZpbmFs\r\n"
+                                                            "501 5.5.2 Error: invalid base64 "
+                                                            "data\r\n"
+                                                            "334 c2VydmVyLWZpcnN0\r\n"
+                                                            "334 c2VydmVyLWZpbmFs\r\n" AUTH_OK);
+    assert_string_equal(conv_log(c), "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+                                     "AUTH SCRAM-SHA-256 first=0 user=- data=bad-proof\n"
+                                     "AUTH SCRAM-SHA-256 first=1 user=- data=\n"
+                                     "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+                                     "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+                                     "AUTH SCRAM-SHA-256 first=0 user=- data=client-final\n"
+                                     "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+                                     "AUTH SCRAM-SHA-256 first=0 user=- data=client-final\n"
+                                     "AUTH SCRAM-SHA-256 first=0 user=- data=\n");
+    assert_string_equal(smtp_session_auth_account(c->s), "alice@example.org");
+    conv_free(c);
+
+    /* OK without an account for a mechanism that has no user name: 454. */
+    c = conv_sub();
+    c->auth_no_account = true;
+    conv_feed(c, "EHLO c\r\nAUTH SCRAM-SHA-256 Y2xpZW50LWZpcnN0\r\nY2xpZW50LWZpbmFs\r\n\r\n");
+    assert_non_null(strstr(conv_out(c), "334 c2VydmVyLWZpbmFs\r\n"
+                                        "454 4.7.0 Temporary authentication failure\r\n"));
+    assert_null(smtp_session_auth_account(c->s));
+    conv_free(c);
+}
+
+/* A challenge to PLAIN: the next message goes to the caller as it is. */
+static void test_auth_challenge_by_hand(void **state)
+{
+    struct conv *c = conv_sub();
+    c->hold = true;
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\nNOOP\r\n");
+    const struct smtp_request *r = smtp_session_request(c->s);
+    assert_non_null(r);
+    assert_int_equal(r->type, SMTP_REQ_AUTH);
+    assert_string_equal(r->auth_mech, "PLAIN");
+    assert_string_equal(r->auth_user, "alice@example.org");
+    assert_int_equal(r->auth_len, 6);
+    assert_memory_equal(r->auth_data, "secret", 7);
+    assert_true(r->auth_first);
+    assert_string_equal(smtp_session_state_name(c->s), "wait-auth");
+    /* Done calls of other requests change nothing. */
+    assert_int_equal(smtp_session_mail_done(c->s, true, &c->out), SMTP_SESSION_CONTINUE);
+    assert_int_equal(smtp_session_rcpt_done(c->s, SMTP_RCPT_OK, "x", &c->out),
+                     SMTP_SESSION_CONTINUE);
+    assert_non_null(smtp_session_request(c->s));
+    /* A long challenge is not cut. */
+    char *big = str_repeat('x', 3000);
+    c->st = smtp_session_auth_challenge(c->s, (const uint8_t *)big, 3000, &c->out);
+    assert_string_equal(smtp_session_state_name(c->s), "wait-auth"); /* NOOP was buffered */
+    const char *out = conv_out(c);
+    assert_non_null(strstr(out, "334 eHh4"));
+    assert_int_equal(strlen(strstr(out, "334 ")), 4 + 4000 + 2);
+    free(big);
+    /* "NOOP" is base64 of 3 octets: the next message, handed over raw. */
+    r = smtp_session_request(c->s);
+    assert_non_null(r);
+    assert_false(r->auth_first);
+    assert_int_equal(r->auth_len, 3);
+    c->st = smtp_session_auth_done(c->s, SMTP_AUTH_OK, "alice@example.org", &c->out);
+    assert_null(smtp_session_request(c->s));
+    assert_string_equal(smtp_session_state_name(c->s), "ready");
+    assert_non_null(strstr(conv_out(c), "\r\n" AUTH_OK));
+    /* auth_* without a pending AUTH change nothing. */
+    assert_int_equal(smtp_session_auth_done(c->s, SMTP_AUTH_OK, "x", &c->out),
+                     SMTP_SESSION_CONTINUE);
+    assert_int_equal(smtp_session_auth_challenge(c->s, (const uint8_t *)"x", 1, &c->out),
+                     SMTP_SESSION_CONTINUE);
+    assert_string_equal(smtp_session_auth_account(c->s), "alice@example.org");
+    conv_free(c);
+}
+
+static void test_auth_refused(void **state)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    cfg.limits.max_errors = 100;
+    struct conv *c = conv_new_cfg(&cfg);
+    conv_feed(c, "AUTH PLAIN " PLAIN_GOOD "\r\n"           /* before EHLO */
+                 "HELO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\n" /* after HELO */
+                 "EHLO c\r\nAUTH\r\nAUTH CRAM-MD5\r\nAUTH PLAINX\r\n"
+                 "AUTH SCRAM-SHA-256-PLUS-WITH-A-VERY-LONG-NAME\r\n"
+                 "AUTH PLAIN " PLAIN_GOOD "\r\n"
+                 "MAIL FROM:<alice@example.org>\r\n"
+                 "AUTH PLAIN " PLAIN_GOOD "\r\n" /* during a transaction */
+                 "RSET\r\n"
+                 "AUTH LOGIN\r\n"); /* again */
+    assert_string_equal(conv_out(c),
+                        GREETING "503 5.5.1 Error: send EHLO first\r\n"
+                                 "250 " HOST "\r\n"
+                                 "503 5.5.1 Error: send EHLO first\r\n" EHLO_SUB_AUTH
+                                 "501 5.5.4 Syntax: AUTH mechanism "
+                                 "[initial-response]\r\n"
+                                 "504 5.5.4 Unrecognized authentication type\r\n"
+                                 "504 5.5.4 Unrecognized authentication type\r\n"
+                                 "504 5.5.4 Unrecognized authentication type\r\n" AUTH_OK OK_MAIL
+                                 "503 5.5.1 Error: MAIL transaction in progress\r\n"
+                                 "250 2.0.0 Ok\r\n"
+                                 "503 5.5.1 Error: already authenticated\r\n");
+    assert_string_equal(conv_log(c), "AUTH PLAIN first=1 user=alice@example.org data=secret\n"
+                                     "MAIL <alice@example.org> as alice@example.org -> 1\n");
+    conv_free(c);
+}
+
+static void test_auth_failures_count(void **state)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    cfg.limits.max_errors = 3;
+    struct conv *c = conv_new_cfg(&cfg);
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN AHRlbXAAeA==\r\n" /* 454: not counted */
+                 "AUTH PLAIN AGJvYkBleGFtcGxlLm9yZwBzZWNyZXQ=\r\n"
+                 "AUTH LOGIN\r\n*\r\n"
+                 "AUTH PLAIN AGFsaWNlQGV4YW1wbGUub3JnAHdyb25n\r\nNOOP\r\n");
+    assert_int_equal(c->st, SMTP_SESSION_CLOSE);
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH
+                        "454 4.7.0 Temporary authentication failure\r\n" AUTH_BAD
+                        "334 VXNlcm5hbWU6\r\n"
+                        "501 5.0.0 Authentication cancelled\r\n" AUTH_BAD "421 4.7.0 " HOST
+                        " Error: too many errors\r\n");
+    conv_free(c);
+
+    /* 530 counts too. */
+    c = conv_new_cfg(&cfg);
+    conv_feed(c, "EHLO c\r\nMAIL FROM:<a@example.org>\r\nMAIL FROM:<a@example.org>\r\n"
+                 "MAIL FROM:<a@example.org>\r\n");
+    assert_int_equal(c->st, SMTP_SESSION_CLOSE);
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_SUB_AUTH "530 5.7.0 Authentication required\r\n"
+                                               "530 5.7.0 Authentication required\r\n"
+                                               "530 5.7.0 Authentication required\r\n"
+                                               "421 4.7.0 " HOST " Error: too many errors\r\n");
+    conv_free(c);
+}
+
+static void test_auth_line_lengths(void **state)
+{
+    /* An AUTH line and a response line may be 12288 octets with CRLF. */
+    char *u = str_repeat('Q', 12288 - 2 - 14); /* "AUTH PLAIN    " */
+    struct buf in = BUF_INIT;
+    buf_printf(&in, "EHLO c\r\nAUTH PLAIN    %s\r\n", u);           /* 12288: the limit */
+    buf_printf(&in, "AUTH PLAIN    %sQQQQ\r\n", u);                 /* 4 too many */
+    buf_printf(&in, "AUTH SCRAM-SHA-256\r\n%sQQQQQQQQQQQQ\r\n", u); /* 12286 */
+    buf_printf(&in, "AUTH SCRAM-SHA-256\r\n%sQQQQQQQQQQQQQQQQ\r\nNOOP\r\n", u); /* 12290 */
+    static const size_t steps[] = {0, 1, 1000};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        struct conv *c = conv_sub();
+        conv_feed_n(c, buf_cstr(&in), buf_size(&in), steps[i]);
+        /* base64 of 'Q' x n: no NUL in it: malformed PLAIN, malformed SCRAM. */
+        assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH
+                            "501 5.5.2 Error: malformed PLAIN message\r\n"
+                            "500 5.5.2 Line too long\r\n"
+                            "334 \r\n"
+                            "501 5.5.2 Error: malformed authentication message\r\n"
+                            "334 \r\n"
+                            "500 5.5.2 Line too long\r\n"
+                            "250 2.0.0 Ok\r\n");
+        assert_string_equal(smtp_session_state_name(c->s), "ready");
+        conv_free(c);
+    }
+    buf_free(&in);
+    free(u);
+
+    /* Other commands keep the command line limit. */
+    char *x = str_repeat('x', 600);
+    struct conv *c = conv_sub();
+    buf_printf(&in, "EHLO c\r\nNOOP %s\r\nAUTHX %s\r\n", x, x);
+    conv_feed(c, buf_cstr(&in));
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH "500 5.5.2 Line too long\r\n"
+                                                            "500 5.5.2 Line too long\r\n");
+    conv_free(c);
+    buf_free(&in);
+
+    /* MX mode: an AUTH line is a command line like any other. */
+    c = conv_new();
+    buf_printf(&in, "EHLO c\r\nAUTH PLAIN %s\r\n", x);
+    conv_feed(c, buf_cstr(&in));
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS "500 5.5.2 Line too long\r\n");
+    conv_free(c);
+    buf_free(&in);
+    free(x);
+}
+
+static void test_sub_mail_rcpt_deliver(void **state)
+{
+    struct conv *c = conv_sub();
+    conv_feed(c, SUB_LOGIN "MAIL FROM:<bob@example.org>\r\n"
+                           "RCPT TO:<x@example.org>\r\n"
+                           "MAIL FROM:<alice@example.org> ENVID=abc\r\n"
+                           "MAIL FROM:<alice@example.org> AUTH=foo+bar\r\n"
+                           "MAIL FROM:<alice@example.org> AUTH=<> AUTH=<>\r\n"
+                           "MAIL FROM:<alice@example.org> AUTH=\r\n"
+                           "MAIL FROM:<alias@example.org> AUTH=alice+40example.org SIZE=10\r\n"
+                           "RCPT TO:<bob@example.org>\r\n"
+                           "RCPT TO:<carol@elsewhere.net>\r\n"
+                           "RCPT TO:<nouser@example.org>\r\n"
+                           "DATA\r\n"
+                           "From: Alice <alice@Example.ORG>, bob@example.org\r\n"
+                           "Subject: hi\r\n\r\nHello\r\n.\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH AUTH_OK
+                        "553 5.7.1 <bob@example.org>: Sender address rejected: not owned by "
+                        "alice@example.org\r\n"
+                        "503 5.5.1 Error: need MAIL command\r\n"
+                        "555 5.5.4 Error: unsupported MAIL parameter\r\n"
+                        "501 5.5.4 Syntax: AUTH=<mailbox>\r\n"
+                        "501 5.5.4 Syntax: AUTH=<mailbox>\r\n"
+                        "501 5.5.4 Syntax: AUTH=<mailbox>\r\n" OK_MAIL OK_RCPT OK_RCPT
+                        "550 5.1.1 <nouser@example.org>: Recipient address rejected: User "
+                        "unknown\r\n" GO_DATA QUEUED(1));
+    assert_string_equal(conv_log(c), "AUTH PLAIN first=1 user=alice@example.org data=secret\n"
+                                     "MAIL <bob@example.org> as alice@example.org -> 0\n"
+                                     "MAIL <alias@example.org> as alice@example.org -> 1\n"
+                                     "RCPT bob@example.org -> 0\n"
+                                     "RCPT carol@elsewhere.net -> 4\n"
+                                     "RCPT nouser@example.org -> 1\n"
+                                     "DELIVER id=s1.1 helo=c ip=192.0.2.7 from=<alias@example.org> "
+                                     "proto=ESMTPA tls=-/- utf8=0 8bit=0 auth=alice@example.org "
+                                     "froms=[alice@example.org,bob@example.org] "
+                                     "to=bob@example.org(acct:bob@example.org) "
+                                     "to=carol@elsewhere.net(remote)\n"
+                                     "[From: Alice <alice@Example.ORG>, bob@example.org\r\n"
+                                     "Subject: hi\r\n\r\nHello\r\n]\n");
+    /* The forged From: is refused; RSET keeps the authentication; BDAT too. */
+    buf_reset(&c->out);
+    buf_reset(&c->log);
+    c->deliver = SMTP_DELIVER_SENDER_REFUSED;
+    conv_feed(c, "RSET\r\nMAIL FROM:<alice@example.org> SMTPUTF8\r\nRCPT TO:<b@example.org>\r\n"
+                 "BDAT 25 LAST\r\nFrom: bob@example.org\r\n\r\n");
+    c->deliver = SMTP_DELIVER_OK;
+    conv_feed(c, "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+                 "DATA\r\nSubject: no from\r\n\r\n.\r\n");
+    assert_string_equal(
+        conv_out(c),
+        "250 2.0.0 Ok\r\n" OK_MAIL OK_RCPT
+        "553 5.7.1 From: header address not owned by alice@example.org\r\n" OK_MAIL OK_RCPT GO_DATA
+            QUEUED(3));
+    assert_non_null(strstr(conv_log(c), "proto=UTF8SMTPA tls=-/- utf8=1 8bit=0 "
+                                        "auth=alice@example.org froms=[bob@example.org] "
+                                        "to=b@example.org"));
+    assert_non_null(strstr(conv_log(c), "proto=ESMTPA tls=-/- utf8=0 8bit=0 "
+                                        "auth=alice@example.org froms=[] to=b@example.org"));
+    conv_free(c);
+}
+
+static void test_sub_protocol_with_tls(void **state)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    cfg.allow_plaintext_auth = false;
+    struct conv *c = conv_new_cfg(&cfg);
+    conv_feed(c, "EHLO c\r\nSTARTTLS\r\n");
+    conv_feed(c, SUB_LOGIN "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@example.org>\r\n"
+                           "DATA\r\nFrom: alice@example.org\r\n\r\n.\r\n"
+                           "MAIL FROM:<alice@example.org> SMTPUTF8\r\nRCPT TO:<b@example.org>\r\n"
+                           "DATA\r\n.\r\n");
+    assert_non_null(strstr(conv_log(c), "proto=ESMTPSA tls=TLSv1.3/TLS_AES_128_GCM_SHA256 utf8=0 "
+                                        "8bit=0 auth=alice@example.org "
+                                        "froms=[alice@example.org]"));
+    assert_non_null(strstr(conv_log(c), "proto=UTF8SMTPSA tls=TLSv1.3/TLS_AES_128_GCM_SHA256 "
+                                        "utf8=1"));
+    conv_free(c);
+}
+
+/* STARTTLS forgets AUTH (RFC 4954 4); EHLO and RSET keep it. */
+static void test_sub_starttls_forgets_auth(void **state)
+{
+    struct conv *c = conv_sub();
+    conv_feed(c, SUB_LOGIN "EHLO again\r\nRSET\r\nMAIL FROM:<alice@example.org>\r\nRSET\r\n"
+                           "STARTTLS\r\n");
+    assert_null(smtp_session_auth_account(c->s));
+    assert_true(smtp_session_tls_active(c->s));
+    conv_feed(c, "EHLO c\r\nMAIL FROM:<alice@example.org>\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_SUB_AUTH AUTH_OK EHLO_SUB_AUTH
+                        "250 2.0.0 Ok\r\n" OK_MAIL "250 2.0.0 Ok\r\n"
+                        "220 2.0.0 Ready to start TLS\r\n" EHLO_SUB_TLS
+                        "530 5.7.0 Authentication required\r\n");
+    conv_free(c);
+}
+
+/* Implicit TLS (port 465). */
+static void test_sub_implicit_tls(void **state)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    cfg.allow_plaintext_auth = false;
+    struct smtp_session *s = smtp_session_new(&cfg, "192.0.2.7", "s1");
+    assert_non_null(s);
+    assert_int_equal(smtp_session_set_tls(s, "TLSv1.3", "TLS_AES_256_GCM_SHA384"), 0);
+    assert_true(smtp_session_tls_active(s));
+    struct buf out = BUF_INIT;
+    smtp_session_start(s, &out);
+    assert_int_equal(smtp_session_set_tls(s, "TLSv1.2", "X"), -1); /* too late */
+    const char *in = SUB_LOGIN "STARTTLS\r\nMAIL FROM:<alice@example.org>\r\n";
+    assert_int_equal(smtp_session_feed(s, in, strlen(in), &out), SMTP_SESSION_CONTINUE);
+    const struct smtp_request *r = smtp_session_request(s);
+    assert_non_null(r);
+    assert_int_equal(r->type, SMTP_REQ_AUTH);
+    assert_int_equal(smtp_session_auth_done(s, SMTP_AUTH_OK, "alice@example.org", &out),
+                     SMTP_SESSION_CONTINUE);
+    r = smtp_session_request(s);
+    assert_non_null(r);
+    assert_int_equal(r->type, SMTP_REQ_MAIL);
+    assert_string_equal(r->mail_from, "alice@example.org");
+    assert_string_equal(r->auth_account, "alice@example.org");
+    assert_string_equal(smtp_session_state_name(s), "wait-mail");
+    assert_int_equal(smtp_session_mail_done(s, true, &out), SMTP_SESSION_CONTINUE);
+    in = "RCPT TO:<b@example.org>\r\nBDAT 2 LAST\r\nhi";
+    assert_int_equal(smtp_session_feed(s, in, strlen(in), &out), SMTP_SESSION_CONTINUE);
+    assert_int_equal(smtp_session_rcpt_done(s, SMTP_RCPT_REMOTE, "ignored", &out),
+                     SMTP_SESSION_CONTINUE);
+    r = smtp_session_request(s);
+    assert_non_null(r);
+    assert_int_equal(r->type, SMTP_REQ_DELIVER);
+    assert_string_equal(r->env->protocol, "ESMTPSA");
+    assert_string_equal(r->env->tls_cipher, "TLS_AES_256_GCM_SHA384");
+    assert_string_equal(r->env->auth_account, "alice@example.org");
+    assert_int_equal(r->env->nfrom_addrs, 0);
+    assert_true(r->env->rcpts[0].remote);
+    assert_null(r->env->rcpts[0].account);
+    assert_int_equal(smtp_session_deliver_done(s, SMTP_DELIVER_OK, &out), SMTP_SESSION_CONTINUE);
+    const char *o = buf_cstr(&out);
+    assert_string_equal(o, GREETING EHLO_SUB_TLS AUTH_OK
+                        "503 5.5.1 Error: TLS already active\r\n" OK_MAIL OK_RCPT QUEUED(1));
+    buf_free(&out);
+    smtp_session_free(&s);
+}
+
+/* Port 25 never relays and never checks From:, whatever the caller answers. */
+static void test_mx_remote_and_sender_refused(void **state)
+{
+    struct conv *c = conv_new();
+    c->remote_in_mx = true;
+    c->deliver = SMTP_DELIVER_SENDER_REFUSED;
+    conv_feed(c, "EHLO c\r\nMAIL FROM:<a@example.net>\r\nRCPT TO:<x@elsewhere.net>\r\n"
+                 "RCPT TO:<b@example.org>\r\nDATA\r\nFrom: a@example.net\r\n\r\n.\r\n");
+    assert_string_equal(conv_out(c), GREETING EHLO_TLS OK_MAIL
+                        "550 5.7.1 <x@elsewhere.net>: Relay access denied\r\n" OK_RCPT GO_DATA
+                        "554 5.3.0 Error: message not accepted\r\n");
+    assert_non_null(strstr(conv_log(c), "RCPT x@elsewhere.net -> 4\n"));
+    assert_non_null(strstr(conv_log(c), "proto=ESMTP tls=-/- utf8=0 8bit=0 to=b@example.org"));
+    conv_free(c);
+}
+
+/* A submission conversation with AUTH, pipelined and fed in pieces. */
+static const char sub_conv[] = "EHLO client.example.net\r\n"
+                               "MAIL FROM:<alice@example.org>\r\n"
+                               "AUTH LOGIN\r\n"
+                               "YWxpY2VAZXhhbXBsZS5vcmc=\r\n"
+                               "d3Jvbmc=\r\n"
+                               "AUTH SCRAM-SHA-256\r\n"
+                               "Y2xpZW50LWZpcnN0\r\n"
+                               "*\r\n"
+                               "AUTH SCRAM-SHA-256 Y2xpZW50LWZpcnN0\r\n"
+                               "Y2xpZW50LWZpbmFs\r\n"
+                               "\r\n"
+                               "MAIL FROM:<mallory@example.org>\r\n"
+                               "MAIL FROM:<alice@example.org> BODY=8BITMIME\r\n"
+                               "RCPT TO:<bob@example.org>\r\n"
+                               "RCPT TO:<carol@elsewhere.net>\r\n"
+                               "DATA\r\n"
+                               "From: alice@example.org\r\n"
+                               "\r\n"
+                               "..hi\r\n"
+                               ".\r\n"
+                               "AUTH PLAIN " PLAIN_GOOD "\r\n"
+                               "QUIT\r\n";
+
+static void test_sub_pipelining_and_bytewise(void **state)
+{
+    struct smtp_session_config cfg = sub_cfg();
+    size_t len = sizeof(sub_conv) - 1;
+    char *whole = conv_transcript(&cfg, sub_conv, len, 0);
+    const char *expect_out = GREETING EHLO_SUB_AUTH
+        "530 5.7.0 Authentication required\r\n"
+        "334 VXNlcm5hbWU6\r\n"
+        "334 UGFzc3dvcmQ6\r\n" AUTH_BAD "334 \r\n"
+        "334 c2VydmVyLWZpcnN0\r\n"
+        "501 5.0.0 Authentication cancelled\r\n"
+        "334 c2VydmVyLWZpcnN0\r\n"
+        "334 c2VydmVyLWZpbmFs\r\n" AUTH_OK
+        "553 5.7.1 <mallory@example.org>: Sender address rejected: not "
+        "owned by alice@example.org\r\n" OK_MAIL OK_RCPT OK_RCPT GO_DATA QUEUED(
+            1) "503 5.5.1 Error: already authenticated\r\n" BYE;
+    const char *expect_log =
+        "AUTH LOGIN first=1 user=alice@example.org data=wrong\n"
+        "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+        "AUTH SCRAM-SHA-256 first=1 user=- data=client-first\n"
+        "AUTH SCRAM-SHA-256 first=0 user=- data=client-final\n"
+        "AUTH SCRAM-SHA-256 first=0 user=- data=\n"
+        "MAIL <mallory@example.org> as alice@example.org -> 0\n"
+        "MAIL <alice@example.org> as alice@example.org -> 1\n"
+        "RCPT bob@example.org -> 0\n"
+        "RCPT carol@elsewhere.net -> 4\n"
+        "DELIVER id=s1.1 helo=client.example.net ip=192.0.2.7 from=<alice@example.org> "
+        "proto=ESMTPA tls=-/- utf8=0 8bit=1 auth=alice@example.org froms=[alice@example.org] "
+        "to=bob@example.org(acct:bob@example.org) to=carol@elsewhere.net(remote)\n"
+        "[From: alice@example.org\r\n\r\n.hi\r\n]\n";
+    struct buf expect = BUF_INIT;
+    buf_printf(&expect, "%s\n====\n%s\nstatus=1", expect_out, expect_log);
+    assert_string_equal(whole, buf_cstr(&expect));
+    buf_free(&expect);
+    static const size_t steps[] = {1, 2, 3, 5, 7, 13, 64};
+    for (size_t i = 0; i < sizeof(steps) / sizeof(steps[0]); i++) {
+        char *t = conv_transcript(&cfg, sub_conv, len, steps[i]);
+        assert_string_equal(t, whole);
+        free(t);
+    }
+    free(whole);
+}
+
+/* Requests left pending when the session ends; input while AUTH is pending. */
+static void test_sub_pending_and_free(void **state)
+{
+    struct conv *c = conv_sub();
+    c->hold = true;
+    conv_feed(c, "EHLO c\r\nAUTH LOGIN " B64_ALICE "\r\n" B64_SECRET "\r\nMAIL FROM:<ali");
+    const struct smtp_request *r = smtp_session_request(c->s);
+    assert_non_null(r);
+    assert_int_equal(r->type, SMTP_REQ_AUTH);
+    assert_string_equal(r->auth_mech, "LOGIN");
+    assert_string_equal(r->auth_user, "alice@example.org");
+    assert_string_equal((const char *)r->auth_data, "secret");
+    conv_feed(c, "ce@example.org>\r\n");
+    c->st = smtp_session_auth_done(c->s, SMTP_AUTH_OK, "alice@example.org", &c->out);
+    r = smtp_session_request(c->s);
+    assert_non_null(r);
+    assert_int_equal(r->type, SMTP_REQ_MAIL);
+    /* Shut down while MAIL is pending: the answer writes nothing more. */
+    assert_int_equal(smtp_session_shutdown(c->s, &c->out), SMTP_SESSION_CLOSE);
+    assert_int_equal(smtp_session_mail_done(c->s, false, &c->out), SMTP_SESSION_CLOSE);
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_SUB_AUTH "334 UGFzc3dvcmQ6\r\n" AUTH_OK "421 4.3.2 " HOST
+                                               " Service shutting down\r\n");
+    conv_free(c);
+
+    /* Freed with an AUTH, a MAIL or a DELIVER pending: nothing leaks. */
+    c = conv_sub();
+    c->hold = true;
+    conv_feed(c, "EHLO c\r\nAUTH PLAIN " PLAIN_GOOD "\r\n");
+    assert_non_null(smtp_session_request(c->s));
+    conv_free(c);
+    c = conv_sub();
+    conv_feed(c, SUB_LOGIN);
+    c->hold = true;
+    conv_feed(c, "MAIL FROM:<alice@example.org>\r\n");
+    assert_non_null(smtp_session_request(c->s));
+    conv_free(c);
+    c = conv_sub();
+    conv_feed(c, SUB_LOGIN "MAIL FROM:<alice@example.org>\r\nRCPT TO:<b@example.org>\r\n");
+    c->hold = true;
+    conv_feed(c, "DATA\r\nFrom: a@example.org, b@example.org\r\n\r\n.\r\n");
+    r = smtp_session_request(c->s);
+    assert_non_null(r);
+    assert_int_equal(r->env->nfrom_addrs, 2);
+    conv_free(c);
+
+    /* Shut down while AUTH is pending; a challenge then writes nothing. */
+    c = conv_sub();
+    c->hold = true;
+    conv_feed(c, "EHLO c\r\nAUTH SCRAM-SHA-256 Y2xpZW50LWZpcnN0\r\n");
+    assert_int_equal(smtp_session_shutdown(c->s, &c->out), SMTP_SESSION_CLOSE);
+    assert_int_equal(smtp_session_auth_challenge(c->s, (const uint8_t *)"x", 1, &c->out),
+                     SMTP_SESSION_CLOSE);
+    assert_null(smtp_session_request(c->s));
+    assert_string_equal(conv_out(c),
+                        GREETING EHLO_SUB_AUTH "421 4.3.2 " HOST " Service shutting down\r\n");
+    conv_free(c);
+}
+
 int main(void)
 {
     log_set_level(LOG_ERROR);
@@ -1171,6 +1931,21 @@ int main(void)
         cmocka_unit_test(test_free_with_pending_request),
         cmocka_unit_test(test_default_limits),
         cmocka_unit_test(test_ipv6_client_and_state_names),
+        cmocka_unit_test(test_sub_ehlo_advertises_auth),
+        cmocka_unit_test(test_auth_plain),
+        cmocka_unit_test(test_auth_login),
+        cmocka_unit_test(test_auth_multi_step),
+        cmocka_unit_test(test_auth_challenge_by_hand),
+        cmocka_unit_test(test_auth_refused),
+        cmocka_unit_test(test_auth_failures_count),
+        cmocka_unit_test(test_auth_line_lengths),
+        cmocka_unit_test(test_sub_mail_rcpt_deliver),
+        cmocka_unit_test(test_sub_protocol_with_tls),
+        cmocka_unit_test(test_sub_starttls_forgets_auth),
+        cmocka_unit_test(test_sub_implicit_tls),
+        cmocka_unit_test(test_mx_remote_and_sender_refused),
+        cmocka_unit_test(test_sub_pipelining_and_bytewise),
+        cmocka_unit_test(test_sub_pending_and_free),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }

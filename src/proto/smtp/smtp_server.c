@@ -46,6 +46,20 @@
  * Limits left 0 in the configuration get defaults: command line 512, text
  * line 1000 (RFC 5321 4.5.3.1), message 25 MiB, 100 recipients (RFC 5321
  * 4.5.3.1.8), 20 errors.
+ *
+ * Submission (cfg->submission; RFC 6409, AUTH from RFC 4954):
+ *  - An AUTH command line and a SASL response line may be up to
+ *    SMTP_SASL_LINE octets including CRLF (or max_command_line when that is
+ *    more; RFC 4954 4). A line is known to be an AUTH command by its first
+ *    five octets ("AUTH " in any case), so the limit does not depend on how
+ *    the input was cut. A SASL line that is too long ends the exchange
+ *    with 500 5.5.2.
+ *  - Command lines are wiped from the input buffer and the line buffer once
+ *    processed, and the decoded SASL messages once answered (explicit_bzero):
+ *    a password is in memory only while it is needed. Nothing the client
+ *    sends during AUTH is logged.
+ *  - 530, 535, 538, 504, 501 and 553 replies count as errors; 454 (the
+ *    caller's temporary failure) does not.
  */
 #include "proto/smtp/smtp_server.h"
 
@@ -55,9 +69,11 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/base64.h"
 #include "lib/log.h"
 #include "proto/smtp/smtp_addr.h"
 #include "proto/smtp/smtp_body.h"
+#include "proto/smtp/submission.h"
 
 #define SMTP_DEFAULT_COMMAND_LINE 512
 #define SMTP_DEFAULT_TEXT_LINE 1000
@@ -66,6 +82,7 @@
 #define SMTP_DEFAULT_ERRORS 20
 #define SMTP_PENDING_SLACK ((size_t)1024 * 1024)
 #define SMTP_REPLY_MAX 1024
+#define SMTP_SASL_LINE 12288 /* RFC 4954 4: AUTH and SASL response lines */
 
 enum smtp_state {
     SMTP_STATE_INIT,         /* created, greeting not written yet */
@@ -79,6 +96,9 @@ enum smtp_state {
     SMTP_STATE_WAIT_RCPT,    /* SMTP_REQ_RCPT pending */
     SMTP_STATE_WAIT_DELIVER, /* SMTP_REQ_DELIVER pending */
     SMTP_STATE_WAIT_TLS,     /* SMTP_REQ_STARTTLS pending */
+    SMTP_STATE_AUTH,         /* a 334 was sent: the next line is a SASL response */
+    SMTP_STATE_WAIT_AUTH,    /* SMTP_REQ_AUTH pending */
+    SMTP_STATE_WAIT_MAIL,    /* SMTP_REQ_MAIL pending */
     SMTP_STATE_CLOSED,       /* QUIT or 421 written; nothing more is read */
 };
 
@@ -95,6 +115,9 @@ static const char *const smtp_state_names[] = {
     [SMTP_STATE_WAIT_RCPT] = "wait-rcpt",
     [SMTP_STATE_WAIT_DELIVER] = "wait-deliver",
     [SMTP_STATE_WAIT_TLS] = "wait-tls",
+    [SMTP_STATE_AUTH] = "auth",
+    [SMTP_STATE_WAIT_AUTH] = "wait-auth",
+    [SMTP_STATE_WAIT_MAIL] = "wait-mail",
     [SMTP_STATE_CLOSED] = "closed",
 };
 /* clang-format on */
@@ -103,6 +126,13 @@ enum smtp_helo_kind {
     SMTP_HELO_NONE,
     SMTP_HELO_HELO,
     SMTP_HELO_EHLO,
+};
+
+/* How the session frames a SASL mechanism (RFC 4954). */
+enum smtp_sasl_kind {
+    SMTP_SASL_PLAIN, /* RFC 4616: parsed here, one request with user and password */
+    SMTP_SASL_LOGIN, /* "Username:", "Password:" prompts, then one request */
+    SMTP_SASL_OTHER, /* each client message is a request (SCRAM-SHA-256, ...) */
 };
 
 struct smtp_session {
@@ -115,15 +145,26 @@ struct smtp_session {
     bool oom;
     unsigned errors;
 
-    struct buf in;  /* input not yet processed */
-    char *line;     /* the current command line, lim.max_command_line + 1 */
-    bool line_skip; /* dropping the rest of an over-long command line */
+    struct buf in;    /* input not yet processed */
+    char *line;       /* the current command line, line_cap + 1 */
+    size_t line_cap;  /* the longest line: max_command_line, or sasl_line */
+    size_t sasl_line; /* submission: the longest AUTH or SASL response line */
+    bool line_skip;   /* dropping the rest of an over-long command line */
 
     enum smtp_helo_kind helo_kind;
     char *helo;
     bool tls;
     char *tls_version;
     char *tls_cipher;
+
+    /* AUTH (submission). */
+    char *auth_account; /* after 235: the caller's canonical account */
+    enum smtp_sasl_kind sasl_kind;
+    char sasl_mech[32];   /* upper-case; "" outside an exchange */
+    bool sasl_first;      /* the next request is the exchange's first */
+    bool sasl_password;   /* LOGIN: the next message is the password */
+    char *sasl_user;      /* PLAIN authcid / LOGIN user name */
+    struct buf sasl_data; /* the decoded client message; wiped after use */
 
     /* The mail transaction. */
     unsigned long txn_count;
@@ -136,6 +177,8 @@ struct smtp_session {
     size_t rcpts_cap;
     struct buf msg;
     struct smtp_body body;
+    char **from_addrs; /* submission: From: addr-specs, from the end of the data */
+    size_t nfrom_addrs;
 
     /* The BDAT chunk being read. */
     uint64_t bdat_left;
@@ -239,6 +282,10 @@ static void session_tx_reset(struct smtp_session *s)
         free(s->rcpts[i].account);
     }
     s->nrcpts = 0;
+    if (s->from_addrs)
+        smtp_from_addrs_free(s->from_addrs, s->nfrom_addrs);
+    s->from_addrs = NULL;
+    s->nfrom_addrs = 0;
     s->smtputf8 = false;
     s->body_8bit = false;
     if (s->msg.cap > 64 * 1024)
@@ -247,6 +294,32 @@ static void session_tx_reset(struct smtp_session *s)
         buf_reset(&s->msg);
     s->bdat_left = s->bdat_size = 0;
     s->bdat_last = s->bdat_skip = false;
+}
+
+static void secret_free(char **p)
+{
+    if (*p) {
+        explicit_bzero(*p, strlen(*p));
+        free(*p);
+        *p = NULL;
+    }
+}
+
+static void buf_wipe(struct buf *b)
+{
+    if (b->data)
+        explicit_bzero(b->data, b->cap);
+    buf_reset(b);
+}
+
+/* Forget the SASL exchange and wipe what the client sent in it. */
+static void sasl_reset(struct smtp_session *s)
+{
+    secret_free(&s->sasl_user);
+    buf_wipe(&s->sasl_data);
+    s->sasl_mech[0] = '\0';
+    s->sasl_first = false;
+    s->sasl_password = false;
 }
 
 /* The state with no transaction: after HELO/EHLO or before. */
@@ -334,9 +407,40 @@ static bool check_starttls(struct smtp_session *s)
     return true;
 }
 
+/* RFC 4954 4: AUTH once per session, after EHLO, outside a transaction. */
+static bool check_auth(struct smtp_session *s)
+{
+    if (!s->cfg->submission) {
+        session_error(s, "502 5.5.1 Error: AUTH not available here");
+        return false;
+    }
+    if (s->helo_kind != SMTP_HELO_EHLO) {
+        session_error(s, "503 5.5.1 Error: send EHLO first");
+        return false;
+    }
+    if (session_in_transaction(s)) {
+        session_error(s, "503 5.5.1 Error: MAIL transaction in progress");
+        return false;
+    }
+    if (s->auth_account) {
+        session_error(s, "503 5.5.1 Error: already authenticated");
+        return false;
+    }
+    return true;
+}
+
 /* ------------------------------------------------------------------------
  * Commands without a transaction
  */
+
+/* Whether EHLO lists AUTH and AUTH may be used: after TLS, or with
+ * allow_plaintext_auth (RFC 4954 4 wants a security layer for PLAIN). */
+static bool auth_offered(const struct smtp_session *s)
+{
+    const char *m = s->cfg->auth_mechanisms;
+    return s->cfg->submission && (s->tls || s->cfg->allow_plaintext_auth) && m &&
+           m[strspn(m, " ")] != '\0';
+}
 
 static void cmd_hello(struct smtp_session *s, char *arg, enum smtp_helo_kind kind)
 {
@@ -366,6 +470,8 @@ static void cmd_hello(struct smtp_session *s, char *arg, enum smtp_helo_kind kin
     session_reply(s, "250-SIZE %zu", s->lim.max_message_size);
     if (s->cfg->starttls_available && !s->tls)
         session_reply(s, "250-STARTTLS");
+    if (auth_offered(s))
+        session_reply(s, "250-AUTH %s", s->cfg->auth_mechanisms);
     session_reply(s, "250-ENHANCEDSTATUSCODES");
     session_reply(s, "250-8BITMIME");
     session_reply(s, "250-SMTPUTF8");
@@ -408,9 +514,9 @@ static void cmd_quit(struct smtp_session *s, char *arg)
 static void cmd_help(struct smtp_session *s, char *arg)
 {
     session_reply(s,
-                  "214 2.0.0 Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP QUIT HELP "
+                  "214 2.0.0 Commands: EHLO HELO %sMAIL RCPT DATA BDAT RSET NOOP QUIT HELP "
                   "VRFY%s",
-                  s->cfg->starttls_available ? " STARTTLS" : "");
+                  s->cfg->submission ? "AUTH " : "", s->cfg->starttls_available ? " STARTTLS" : "");
 }
 
 static void cmd_vrfy(struct smtp_session *s, char *arg)
@@ -461,15 +567,213 @@ static void cmd_starttls(struct smtp_session *s, char *arg)
 }
 
 /* ------------------------------------------------------------------------
+ * AUTH (RFC 4954), submission only
+ */
+
+/* The exchange ends without the caller: reply, count the error, wipe. */
+static void sasl_abort(struct smtp_session *s, const char *reply)
+{
+    sasl_reset(s);
+    session_set_state(s, SMTP_STATE_READY);
+    session_error(s, "%s", reply);
+}
+
+/* Hand the client message from offset off of sasl_data to the caller.
+ * The data is followed by a NUL (not counted in auth_len). */
+static void sasl_request(struct smtp_session *s, size_t off)
+{
+    if (!buf_cstr(&s->sasl_data)) {
+        s->oom = true;
+        return;
+    }
+    s->req = (struct smtp_request){
+        .type = SMTP_REQ_AUTH,
+        .auth_mech = s->sasl_mech,
+        .auth_user = s->sasl_user,
+        .auth_data = buf_ptr(&s->sasl_data) + off,
+        .auth_len = buf_size(&s->sasl_data) - off,
+        .auth_first = s->sasl_first,
+    };
+    s->sasl_first = false;
+    session_set_state(s, SMTP_STATE_WAIT_AUTH);
+}
+
+/* RFC 4616 2: [authzid] NUL authcid NUL passwd, each 1*SAFE (authzid may be
+ * empty). An authzid other than the authcid (case-insensitively) would be
+ * acting for another user: refused without asking the caller. */
+static void sasl_plain(struct smtp_session *s)
+{
+    const char *p = (const char *)buf_ptr(&s->sasl_data);
+    size_t n = buf_size(&s->sasl_data);
+    const char *end = p + n;
+    const char *nul1 = memchr(p, '\0', n);
+    const char *authc = nul1 ? nul1 + 1 : NULL;
+    const char *nul2 = authc ? memchr(authc, '\0', (size_t)(end - authc)) : NULL;
+    if (!nul2 || nul2 == authc || nul2 + 1 == end ||
+        memchr(nul2 + 1, '\0', (size_t)(end - nul2 - 1))) {
+        sasl_abort(s, "501 5.5.2 Error: malformed PLAIN message");
+        return;
+    }
+    size_t authz_len = (size_t)(nul1 - p), authc_len = (size_t)(nul2 - authc);
+    if (authz_len > 0 && (authz_len != authc_len || strncasecmp(p, authc, authz_len) != 0)) {
+        log_info("smtp", "event=auth_failed id=%s ip=%s mech=PLAIN reason=authzid", s->id,
+                 s->client_ip);
+        sasl_abort(s, "535 5.7.8 Authentication credentials invalid");
+        return;
+    }
+    s->sasl_user = strndup(authc, authc_len);
+    if (!s->sasl_user) {
+        s->oom = true;
+        return;
+    }
+    sasl_request(s, (size_t)(nul2 + 1 - p));
+}
+
+/* LOGIN (draft-murchison-sasl-login): the user name, then the password. */
+static void sasl_login(struct smtp_session *s)
+{
+    const uint8_t *p = buf_ptr(&s->sasl_data);
+    size_t n = buf_size(&s->sasl_data);
+    if (n == 0 || memchr(p, '\0', n)) {
+        sasl_abort(s, "501 5.5.2 Error: malformed LOGIN message");
+        return;
+    }
+    if (s->sasl_password) {
+        sasl_request(s, 0);
+        return;
+    }
+    s->sasl_user = strndup((const char *)p, n);
+    if (!s->sasl_user) {
+        s->oom = true;
+        return;
+    }
+    buf_wipe(&s->sasl_data);
+    s->sasl_password = true;
+    session_reply(s, "334 UGFzc3dvcmQ6"); /* "Password:" */
+    session_set_state(s, SMTP_STATE_AUTH);
+}
+
+/* One client message of the exchange, in base64 (len octets, may be 0). */
+static void sasl_input(struct smtp_session *s, const char *b64, size_t len)
+{
+    buf_wipe(&s->sasl_data);
+    /* Room for the message and the NUL at once: no copy left behind by realloc. */
+    if (buf_reserve(&s->sasl_data, len / 4 * 3 + 1) < 0) {
+        s->oom = true;
+        return;
+    }
+    if (base64_decode(&s->sasl_data, b64, len) < 0) {
+        sasl_abort(s, "501 5.5.2 Error: invalid base64 data");
+        return;
+    }
+    switch (s->sasl_kind) {
+    case SMTP_SASL_PLAIN:
+        sasl_plain(s);
+        break;
+    case SMTP_SASL_LOGIN:
+        sasl_login(s);
+        break;
+    case SMTP_SASL_OTHER:
+    default:
+        sasl_request(s, 0);
+        break;
+    }
+}
+
+/* A line read in SMTP_STATE_AUTH: the client's answer to a 334. */
+static void sasl_response(struct smtp_session *s, const char *line, size_t len)
+{
+    if (len == 1 && line[0] == '*') { /* RFC 4954 4: the client cancels */
+        sasl_abort(s, "501 5.0.0 Authentication cancelled");
+        return;
+    }
+    sasl_input(s, line, len);
+}
+
+/* Whether mech (len octets) is one of cfg->auth_mechanisms, in any case. */
+static bool auth_mech_listed(const struct smtp_session *s, const char *mech, size_t len)
+{
+    const char *p = s->cfg->auth_mechanisms;
+    while (p && *p) {
+        p += strspn(p, " ");
+        size_t n = strcspn(p, " ");
+        if (n > 0 && n == len && strncasecmp(p, mech, len) == 0)
+            return true;
+        p += n;
+    }
+    return false;
+}
+
+/* RFC 4954 4: "AUTH" SP mechanism [SP initial-response] */
+static void cmd_auth(struct smtp_session *s, char *arg)
+{
+    size_t mlen = strcspn(arg, " ");
+    char *ir = arg[mlen] ? arg + mlen + strspn(arg + mlen, " ") : NULL;
+    if (mlen == 0 || (ir && strchr(ir, ' '))) {
+        session_error(s, "501 5.5.4 Syntax: AUTH mechanism [initial-response]");
+        return;
+    }
+    if (!s->tls && !s->cfg->allow_plaintext_auth) { /* RFC 4954 6 */
+        session_error(s, "538 5.7.11 Encryption required for requested authentication "
+                         "mechanism");
+        return;
+    }
+    if (mlen >= sizeof(s->sasl_mech) || !auth_mech_listed(s, arg, mlen)) {
+        session_error(s, "504 5.5.4 Unrecognized authentication type");
+        return;
+    }
+    sasl_reset(s);
+    for (size_t i = 0; i < mlen; i++)
+        s->sasl_mech[i] = (arg[i] >= 'a' && arg[i] <= 'z') ? (char)(arg[i] - 'a' + 'A') : arg[i];
+    s->sasl_mech[mlen] = '\0';
+    if (strcmp(s->sasl_mech, "PLAIN") == 0)
+        s->sasl_kind = SMTP_SASL_PLAIN;
+    else if (strcmp(s->sasl_mech, "LOGIN") == 0)
+        s->sasl_kind = SMTP_SASL_LOGIN;
+    else
+        s->sasl_kind = SMTP_SASL_OTHER;
+    s->sasl_first = true;
+    if (ir) { /* "=" is an empty initial response */
+        if (strcmp(ir, "=") == 0)
+            ir += 1;
+        sasl_input(s, ir, strlen(ir));
+        return;
+    }
+    /* No initial response: an empty challenge, or LOGIN's "Username:". */
+    session_reply(s, "334 %s", s->sasl_kind == SMTP_SASL_LOGIN ? "VXNlcm5hbWU6" : "");
+    session_set_state(s, SMTP_STATE_AUTH);
+}
+
+/* ------------------------------------------------------------------------
  * MAIL and RCPT
  */
 
 struct mail_params {
     bool size_seen;
     bool body_seen;
+    bool auth_seen;
     bool smtputf8;
     bool body_8bit;
 };
+
+/* RFC 3461 4: xtext = *( xchar / hexchar ), xchar any of "!" to "~" but
+ * "+" and "=", hexchar "+" and two upper-case hex digits. Not empty. */
+static bool xtext_ok(const char *v, size_t vlen)
+{
+    if (vlen == 0)
+        return false;
+    for (size_t i = 0; i < vlen; i++) {
+        if (v[i] < '!' || v[i] > '~' || v[i] == '=')
+            return false;
+        if (v[i] == '+') {
+            for (int k = 1; k <= 2; k++)
+                if (i + k >= vlen || !strchr("0123456789ABCDEF", v[i + k]))
+                    return false;
+            i += 2;
+        }
+    }
+    return true;
+}
 
 /* true when the SIZE value v (vlen octets) is within the limit; else the reply is written. */
 static bool mail_param_size(struct smtp_session *s, const char *v, size_t vlen)
@@ -535,6 +839,15 @@ static bool mail_param(struct smtp_session *s, struct mail_params *mp, const cha
         mp->smtputf8 = true;
         return true;
     }
+    if (kwlen == 4 && strncasecmp(kw, "AUTH", 4) == 0 && s->cfg->submission) {
+        /* RFC 4954 5: AUTH=<mailbox in xtext> or AUTH=<>; taken, not used. */
+        if (mp->auth_seen || !v || !xtext_ok(v, vlen)) {
+            session_error(s, "501 5.5.4 Syntax: AUTH=<mailbox>");
+            return false;
+        }
+        mp->auth_seen = true;
+        return true;
+    }
     session_error(s, "555 5.5.4 Error: unsupported MAIL parameter");
     return false;
 }
@@ -565,26 +878,44 @@ static bool mail_params_parse(struct smtp_session *s, const char *p, struct mail
     return true;
 }
 
-static void mail_start(struct smtp_session *s, const struct smtp_path *path,
-                       const struct mail_params *mp)
+/* The reverse-path is accepted: the transaction starts. */
+static void mail_accept(struct smtp_session *s)
 {
     size_t n = strlen(s->id) + 24;
     char *id = malloc(n);
-    char *from = strdup(path->mailbox);
-    if (!id || !from) {
-        free(id);
-        free(from);
+    if (!id) {
         s->oom = true;
         return;
     }
     s->txn_count++;
     snprintf(id, n, "%s.%lu", s->id, s->txn_count);
     s->txn_id = id;
+    session_set_state(s, SMTP_STATE_MAIL);
+    session_reply(s, "250 2.1.0 Ok");
+}
+
+static void mail_start(struct smtp_session *s, const struct smtp_path *path,
+                       const struct mail_params *mp)
+{
+    char *from = strdup(path->mailbox);
+    if (!from) {
+        s->oom = true;
+        return;
+    }
     s->mail_from = from;
     s->smtputf8 = mp->smtputf8;
     s->body_8bit = mp->body_8bit;
-    session_set_state(s, SMTP_STATE_MAIL);
-    session_reply(s, "250 2.1.0 Ok");
+    if (!s->cfg->submission) {
+        mail_accept(s);
+        return;
+    }
+    /* RFC 6409 6.1: the caller checks the account may use this address. */
+    s->req = (struct smtp_request){
+        .type = SMTP_REQ_MAIL,
+        .mail_from = s->mail_from,
+        .auth_account = s->auth_account,
+    };
+    session_set_state(s, SMTP_STATE_WAIT_MAIL);
 }
 
 /* "FROM:" / "TO:" and the spaces some clients put after the colon. NULL when missing. */
@@ -601,6 +932,10 @@ static const char *path_arg(const char *arg, const char *prefix)
 
 static void cmd_mail(struct smtp_session *s, char *arg)
 {
+    if (s->cfg->submission && !s->auth_account) { /* RFC 4954 6, RFC 6409 4.3 */
+        session_error(s, "530 5.7.0 Authentication required");
+        return;
+    }
     const char *p = path_arg(arg, "FROM:");
     struct smtp_path path;
     const char *end = NULL;
@@ -694,7 +1029,9 @@ static void cmd_rcpt(struct smtp_session *s, char *arg)
     session_set_state(s, SMTP_STATE_WAIT_RCPT);
 }
 
-static bool rcpt_add(struct smtp_session *s, char *address, const char *account)
+/* Add an accepted recipient (address is taken over). account NULL: the
+ * address; remote: no account. */
+static bool rcpt_add(struct smtp_session *s, char *address, const char *account, bool remote)
 {
     if (s->nrcpts == s->rcpts_cap) {
         size_t cap = s->rcpts_cap ? s->rcpts_cap * 2 : 8;
@@ -704,11 +1041,12 @@ static bool rcpt_add(struct smtp_session *s, char *address, const char *account)
         s->rcpts = r;
         s->rcpts_cap = cap;
     }
-    char *acc = strdup(account ? account : address);
-    if (!acc)
+    char *acc = NULL;
+    if (!remote && !(acc = strdup(account ? account : address)))
         return false;
     s->rcpts[s->nrcpts].address = address;
     s->rcpts[s->nrcpts].account = acc;
+    s->rcpts[s->nrcpts].remote = remote;
     s->nrcpts++;
     return true;
 }
@@ -781,10 +1119,16 @@ static void cmd_bdat(struct smtp_session *s, char *arg)
 static const char *session_protocol(const struct smtp_session *s)
 {
     /* RFC 3848 and RFC 6531 3.7.3: the Received "with" keyword. */
-    if (s->smtputf8)
-        return s->tls ? "UTF8SMTPS" : "UTF8SMTP";
+    bool a = s->auth_account != NULL;
+    if (s->smtputf8) {
+        if (s->tls)
+            return a ? "UTF8SMTPSA" : "UTF8SMTPS";
+        return a ? "UTF8SMTPA" : "UTF8SMTP";
+    }
     if (s->tls)
-        return "ESMTPS";
+        return a ? "ESMTPSA" : "ESMTPS";
+    if (a)
+        return "ESMTPA";
     return s->helo_kind == SMTP_HELO_EHLO ? "ESMTP" : "SMTP";
 }
 
@@ -806,6 +1150,13 @@ static void message_end(struct smtp_session *s)
         session_set_state(s, SMTP_STATE_READY);
         return;
     }
+    if (s->cfg->submission &&
+        smtp_from_addrs(buf_ptr(&s->msg), buf_size(&s->msg), &s->from_addrs, &s->nfrom_addrs) < 0) {
+        s->from_addrs = NULL;
+        s->nfrom_addrs = 0;
+        s->oom = true;
+        return;
+    }
     s->env = (struct smtp_envelope){
         .txn_id = s->txn_id,
         .helo = s->helo,
@@ -818,6 +1169,10 @@ static void message_end(struct smtp_session *s)
         .tls_cipher = s->tls ? s->tls_cipher : NULL,
         .smtputf8 = s->smtputf8,
         .body_8bit = s->body_8bit,
+        .auth_account = s->auth_account,
+        .envid = NULL, /* DSN (RFC 3461) is not offered */
+        .from_addrs = s->from_addrs,
+        .nfrom_addrs = s->nfrom_addrs,
     };
     s->req = (struct smtp_request){
         .type = SMTP_REQ_DELIVER,
@@ -866,6 +1221,7 @@ static const struct smtp_command smtp_commands[] = {
     {"QUIT", check_any, cmd_quit},  {"HELP", check_any, cmd_help},
     {"VRFY", check_any, cmd_vrfy},  {"EXPN", check_any, cmd_expn},
     {"TURN", check_any, cmd_turn},  {"STARTTLS", check_starttls, cmd_starttls},
+    {"AUTH", check_auth, cmd_auth},
 };
 
 static void session_command(struct smtp_session *s, char *line, size_t len)
@@ -900,6 +1256,28 @@ static void session_command(struct smtp_session *s, char *line, size_t len)
     session_error(s, "500 5.5.1 Error: command not recognized");
 }
 
+/* Drop n processed octets of input; in submission wipe them first (they
+ * may hold a password). */
+static void input_consume(struct smtp_session *s, size_t n)
+{
+    if (s->cfg->submission)
+        explicit_bzero((void *)buf_ptr(&s->in), n);
+    buf_consume(&s->in, n);
+}
+
+/* The longest line allowed now: a SASL response, or a command line, which
+ * may be longer when it is an AUTH command (RFC 4954 4). */
+static size_t session_line_max(const struct smtp_session *s)
+{
+    if (!s->cfg->submission)
+        return s->lim.max_command_line;
+    if (s->state == SMTP_STATE_AUTH)
+        return s->sasl_line;
+    if (buf_size(&s->in) >= 5 && strncasecmp((const char *)buf_ptr(&s->in), "AUTH ", 5) == 0)
+        return s->sasl_line;
+    return s->lim.max_command_line;
+}
+
 /* Take one command line from the input. false when more input is needed. */
 static bool step_command(struct smtp_session *s)
 {
@@ -910,21 +1288,25 @@ static bool step_command(struct smtp_session *s)
     if (s->line_skip) {
         const uint8_t *nl = memchr(p, '\n', avail);
         if (!nl) {
-            buf_consume(&s->in, avail);
+            input_consume(s, avail);
             return false;
         }
-        buf_consume(&s->in, (size_t)(nl - p) + 1);
+        input_consume(s, (size_t)(nl - p) + 1);
         s->line_skip = false;
         return true;
     }
     size_t len = buf_line_len(&s->in);
-    size_t max = s->lim.max_command_line;
+    size_t max = session_line_max(s);
     if (len == 0 || len > max) {
         if (len == 0 && avail < max)
             return false;
+        if (s->state == SMTP_STATE_AUTH) {
+            sasl_reset(s);
+            session_set_state(s, SMTP_STATE_READY);
+        }
         /* RFC 5321 4.5.3.1.4 */
         session_error(s, "500 5.5.2 Line too long");
-        buf_consume(&s->in, len ? len : avail);
+        input_consume(s, len ? len : avail);
         s->line_skip = len == 0;
         return true;
     }
@@ -933,8 +1315,13 @@ static bool step_command(struct smtp_session *s)
         n--;
     memcpy(s->line, p, n);
     s->line[n] = '\0';
-    buf_consume(&s->in, len);
-    session_command(s, s->line, n);
+    input_consume(s, len);
+    if (s->state == SMTP_STATE_AUTH)
+        sasl_response(s, s->line, n);
+    else
+        session_command(s, s->line, n);
+    if (s->cfg->submission)
+        explicit_bzero(s->line, n);
     return true;
 }
 
@@ -1013,7 +1400,12 @@ struct smtp_session *smtp_session_new(const struct smtp_session_config *cfg, con
     s->lim.max_errors = (unsigned)limit_or(cfg->limits.max_errors, SMTP_DEFAULT_ERRORS);
     s->client_ip = strdup(client_ip ? client_ip : "");
     s->id = strdup(session_id ? session_id : "");
-    s->line = malloc(s->lim.max_command_line + 1);
+    s->line_cap = s->lim.max_command_line;
+    if (cfg->submission) {
+        s->sasl_line = s->line_cap > SMTP_SASL_LINE ? s->line_cap : SMTP_SASL_LINE;
+        s->line_cap = s->sasl_line;
+    }
+    s->line = malloc(s->line_cap + 1);
     if (!s->client_ip || !s->id || !s->line) {
         smtp_session_free(&s);
         return NULL;
@@ -1028,7 +1420,15 @@ void smtp_session_free(struct smtp_session **sp)
     if (!s)
         return;
     session_tx_reset(s);
+    sasl_reset(s);
+    buf_free(&s->sasl_data);
+    free(s->auth_account);
     buf_free(&s->msg);
+    if (s->cfg->submission) {
+        buf_wipe(&s->in);
+        if (s->line)
+            explicit_bzero(s->line, s->line_cap + 1);
+    }
     buf_free(&s->in);
     free(s->rcpts);
     free(s->req_rcpt);
@@ -1091,9 +1491,12 @@ enum smtp_session_status smtp_session_rcpt_done(struct smtp_session *s, enum smt
         free(addr);
         return session_finish(s);
     }
+    if (r == SMTP_RCPT_REMOTE && !s->cfg->submission)
+        r = SMTP_RCPT_RELAY_DENIED; /* port 25 never relays, whatever the caller says */
     switch (r) {
     case SMTP_RCPT_OK:
-        if (!rcpt_add(s, addr, account)) {
+    case SMTP_RCPT_REMOTE:
+        if (!rcpt_add(s, addr, r == SMTP_RCPT_OK ? account : NULL, r == SMTP_RCPT_REMOTE)) {
             free(addr);
             s->oom = true;
             return session_finish(s);
@@ -1125,10 +1528,16 @@ enum smtp_session_status smtp_session_deliver_done(struct smtp_session *s,
         return session_status(s);
     s->out = out;
     s->req = (struct smtp_request){.type = SMTP_REQ_NONE};
+    if (r == SMTP_DELIVER_SENDER_REFUSED && !s->cfg->submission)
+        r = SMTP_DELIVER_PERMFAIL; /* no sender check on port 25 */
     if (s->state != SMTP_STATE_CLOSED) {
         switch (r) {
         case SMTP_DELIVER_OK:
             session_reply(s, "250 2.0.0 Ok: queued as %s", s->txn_id);
+            break;
+        case SMTP_DELIVER_SENDER_REFUSED: /* RFC 6409 8.1 */
+            session_error(s, "553 5.7.1 From: header address not owned by %s",
+                          s->auth_account ? s->auth_account : "this account");
             break;
         case SMTP_DELIVER_PERMFAIL:
             session_reply(s, "554 5.3.0 Error: message not accepted");
@@ -1165,9 +1574,13 @@ enum smtp_session_status smtp_session_tls_done(struct smtp_session *s, bool ok, 
         s->oom = true;
         return session_finish(s);
     }
-    /* RFC 3207 4.2: start over; the client must say EHLO again. */
+    /* RFC 3207 4.2: start over; the client must say EHLO again, and AUTH
+     * again (RFC 4954 4: what was learnt before TLS is discarded). */
     s->tls = true;
     session_tx_reset(s);
+    sasl_reset(s);
+    free(s->auth_account);
+    s->auth_account = NULL;
     free(s->helo);
     s->helo = NULL;
     s->helo_kind = SMTP_HELO_NONE;
@@ -1175,6 +1588,130 @@ enum smtp_session_status smtp_session_tls_done(struct smtp_session *s, bool ok, 
     s->line_skip = false;
     session_set_state(s, SMTP_STATE_GREETED);
     return session_finish(s);
+}
+
+/* Write raw reply bytes (a 334 may be longer than SMTP_REPLY_MAX). */
+static void session_reply_challenge(struct smtp_session *s, const uint8_t *data, size_t len)
+{
+    if (!s->out || buf_puts(s->out, "334 ") < 0 || base64_encode(s->out, data, len) < 0 ||
+        buf_puts(s->out, "\r\n") < 0)
+        s->oom = true;
+}
+
+enum smtp_session_status smtp_session_auth_challenge(struct smtp_session *s, const uint8_t *data,
+                                                     size_t len, struct buf *out)
+{
+    if (s->req.type != SMTP_REQ_AUTH)
+        return session_status(s);
+    s->out = out;
+    s->req = (struct smtp_request){.type = SMTP_REQ_NONE};
+    if (s->state == SMTP_STATE_CLOSED) {
+        sasl_reset(s);
+        return session_finish(s);
+    }
+    session_reply_challenge(s, data, len);
+    /* The previous message is no longer needed; the next one goes to the
+     * caller as it is, also for PLAIN and LOGIN. */
+    buf_wipe(&s->sasl_data);
+    s->sasl_kind = SMTP_SASL_OTHER;
+    session_set_state(s, SMTP_STATE_AUTH);
+    session_run(s);
+    return session_finish(s);
+}
+
+/* SMTP_AUTH_OK: remember the account and say 235. */
+static void auth_success(struct smtp_session *s, const char *account)
+{
+    if (!account || !*account) {
+        log_warn("smtp", "event=auth_no_account id=%s mech=%s", s->id, s->sasl_mech);
+        session_reply(s, "454 4.7.0 Temporary authentication failure");
+        return;
+    }
+    s->auth_account = strdup(account);
+    if (!s->auth_account) {
+        s->oom = true;
+        return;
+    }
+    log_info("smtp", "event=auth id=%s ip=%s mech=%s account=%s", s->id, s->client_ip, s->sasl_mech,
+             s->auth_account);
+    session_reply(s, "235 2.7.0 Authentication successful");
+}
+
+enum smtp_session_status smtp_session_auth_done(struct smtp_session *s, enum smtp_auth_result r,
+                                                const char *account, struct buf *out)
+{
+    if (s->req.type != SMTP_REQ_AUTH)
+        return session_status(s);
+    s->out = out;
+    s->req = (struct smtp_request){.type = SMTP_REQ_NONE};
+    session_set_state(s, SMTP_STATE_READY);
+    if (s->state != SMTP_STATE_CLOSED) {
+        switch (r) {
+        case SMTP_AUTH_OK:
+            auth_success(s, account ? account : s->sasl_user);
+            break;
+        case SMTP_AUTH_FAILED:
+            log_info("smtp", "event=auth_failed id=%s ip=%s mech=%s", s->id, s->client_ip,
+                     s->sasl_mech);
+            session_error(s, "535 5.7.8 Authentication credentials invalid");
+            break;
+        case SMTP_AUTH_MALFORMED:
+            session_error(s, "501 5.5.2 Error: malformed authentication message");
+            break;
+        case SMTP_AUTH_TEMPFAIL:
+        default:
+            session_reply(s, "454 4.7.0 Temporary authentication failure");
+            break;
+        }
+    }
+    sasl_reset(s);
+    session_run(s);
+    return session_finish(s);
+}
+
+enum smtp_session_status smtp_session_mail_done(struct smtp_session *s, bool ok, struct buf *out)
+{
+    if (s->req.type != SMTP_REQ_MAIL)
+        return session_status(s);
+    s->out = out;
+    s->req = (struct smtp_request){.type = SMTP_REQ_NONE};
+    if (s->state != SMTP_STATE_CLOSED) {
+        if (ok) {
+            mail_accept(s);
+        } else {
+            /* RFC 6409 6.1 */
+            session_set_state(s, SMTP_STATE_READY);
+            session_error(s, "553 5.7.1 <%s>: Sender address rejected: not owned by %s",
+                          s->mail_from, s->auth_account ? s->auth_account : "this account");
+            session_tx_reset(s);
+        }
+    }
+    session_run(s);
+    return session_finish(s);
+}
+
+const char *smtp_session_auth_account(const struct smtp_session *s)
+{
+    return s->auth_account;
+}
+
+int smtp_session_set_tls(struct smtp_session *s, const char *version, const char *cipher)
+{
+    if (s->state != SMTP_STATE_INIT)
+        return -1;
+    char *v = strdup(version ? version : "unknown");
+    char *c = strdup(cipher ? cipher : "unknown");
+    if (!v || !c) {
+        free(v);
+        free(c);
+        return -1;
+    }
+    free(s->tls_version);
+    free(s->tls_cipher);
+    s->tls_version = v;
+    s->tls_cipher = c;
+    s->tls = true;
+    return 0;
 }
 
 enum smtp_session_status smtp_session_timeout(struct smtp_session *s, struct buf *out)
