@@ -40,7 +40,7 @@ FUZZ_CFLAGS := $(CSTD) -O1 -g -fsanitize=fuzzer-no-link,address,undefined $(INCS
 PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS) 2>/dev/null)
 PKG_LIBS   = $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lcrypt -lpthread
 
-.PHONY: all deps run check unit e2e fuzz bench bench-smtp bench-imap bench-pop3 clean layering install
+.PHONY: all deps run check unit e2e fuzz bench bench-smtp bench-imap bench-pop3 bench-relay clean layering install install-sendmail
 
 all: build/correio
 
@@ -152,6 +152,11 @@ bench-pop3: build/correio
 
 install: build/correio
 	install -D -m 0755 build/correio $(DESTDIR)/usr/local/sbin/correio
+
+# /usr/sbin/sendmail as a link to correio (replaces another MTA's sendmail).
+install-sendmail: install
+	install -d $(DESTDIR)/usr/sbin
+	ln -sf /usr/local/sbin/correio $(DESTDIR)/usr/sbin/sendmail
 
 clean:
 	rm -rf build

@@ -1,5 +1,7 @@
 /* correio — one binary, subcommands. Dispatch only. */
+#include <libgen.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sysexits.h>
 
@@ -20,13 +22,19 @@ static void usage(void)
             "  user apop-secret ADDRESS --secret-stdin | --remove   (POP3 APOP)\n"
             "  domain add|del DOMAIN | domain list\n"
             "  queue list | flush | delete ID | bounce ID   (the outbound queue)\n"
+            "  sendmail [-t] [-i] [-f SENDER] [-F NAME] [RCPT...]   queue a message from stdin\n"
             "  version\n"
             "-c FILE: the configuration (default " DEFAULT_CONFIG ")\n");
 }
 
 int main(int argc, char **argv)
 {
-    const char *config = DEFAULT_CONFIG;
+    const char *config = getenv("CORREIO_CONFIG") ? getenv("CORREIO_CONFIG") : DEFAULT_CONFIG;
+    /* Called as "sendmail" (a link): every argument is sendmail's. */
+    char prog[256];
+    snprintf(prog, sizeof(prog), "%s", argv[0] ? argv[0] : "");
+    if (!strcmp(basename(prog), "sendmail"))
+        return cli_sendmail(config, argc - 1, argv + 1);
     int i = 1;
     while (i < argc && argv[i][0] == '-') {
         if (!strcmp(argv[i], "-c") && i + 1 < argc) {
@@ -59,6 +67,8 @@ int main(int argc, char **argv)
         return cli_domain(config, argc - i, argv + i);
     if (!strcmp(cmd, "queue"))
         return cli_queue(config, argc - i, argv + i);
+    if (!strcmp(cmd, "sendmail"))
+        return cli_sendmail(config, argc - i, argv + i);
     if (!strcmp(cmd, "version")) {
         printf("correio %s\n", CORREIO_VERSION);
         return 0;

@@ -11,6 +11,7 @@ int cli_init(int argc, char **argv);
 int cli_user(const char *config_path, int argc, char **argv);
 int cli_domain(const char *config_path, int argc, char **argv);
 int cli_queue(const char *config_path, int argc, char **argv);
+int cli_sendmail(const char *config_path, int argc, char **argv);
 
 /* Load the configuration and drop to server.user when root. 0, or an
  * exit code after printing the error. */

@@ -391,7 +391,8 @@ static int sub_addrs_dedup(struct sub_addrs *a)
     return 0;
 }
 
-int smtp_from_addrs(const uint8_t *msg, size_t len, char ***addrs_r, size_t *n_r)
+int smtp_header_addrs(const uint8_t *msg, size_t len, const char *const *fields,
+                      size_t nfields, char ***addrs_r, size_t *n_r)
 {
     struct sub_addrs a = {NULL, 0, 0};
     *addrs_r = NULL;
@@ -401,7 +402,10 @@ int smtp_from_addrs(const uint8_t *msg, size_t len, char ***addrs_r, size_t *n_r
     size_t pos = 0;
     struct sub_unit u;
     while (sub_unit_next(msg, len, &pos, &u)) {
-        if (sub_name_is(&u, "From") && sub_addrs_add_value(&a, u.value, u.value_len) < 0) {
+        bool want = false;
+        for (size_t i = 0; i < nfields && !want; i++)
+            want = sub_name_is(&u, fields[i]);
+        if (want && sub_addrs_add_value(&a, u.value, u.value_len) < 0) {
             smtp_from_addrs_free(a.v, a.n);
             return -1;
         }
@@ -417,6 +421,12 @@ int smtp_from_addrs(const uint8_t *msg, size_t len, char ***addrs_r, size_t *n_r
     *addrs_r = a.v;
     *n_r = a.n;
     return 0;
+}
+
+int smtp_from_addrs(const uint8_t *msg, size_t len, char ***addrs_r, size_t *n_r)
+{
+    static const char *const from[] = {"From"};
+    return smtp_header_addrs(msg, len, from, 1, addrs_r, n_r);
 }
 
 void smtp_from_addrs_free(char **addrs, size_t n)

@@ -70,5 +70,9 @@ int smtp_submission_fixup(const uint8_t *msg, size_t len, const char *hostname, 
  * does -1. The local part keeps its case; only the domain is lower-cased. */
 int smtp_from_addrs(const uint8_t *msg, size_t len, char ***addrs_r, size_t *n_r);
 void smtp_from_addrs_free(char **addrs, size_t n);
+/* The same for the fields named in fields[0..nfields) (any case), e.g. To,
+ * Cc and Bcc for `sendmail -t`; free with smtp_from_addrs_free. */
+int smtp_header_addrs(const uint8_t *msg, size_t len, const char *const *fields,
+                      size_t nfields, char ***addrs_r, size_t *n_r);
 
 #endif
