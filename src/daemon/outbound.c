@@ -684,8 +684,9 @@ closed:;
         return;
     }
     x->tls_failed = false;
-    x->addr = DNS_MAX_ADDRS; /* on to the next host */
-    ob_dest_next_host(x);
+    if (x->state != OB_CONNECTING)
+        x->addr = DNS_MAX_ADDRS; /* it answered and failed: on to the next host */
+    ob_dest_next_host(x);       /* else its next address first */
 }
 
 static void ob_read_cb(struct bufferevent *bev, void *arg)
