@@ -237,9 +237,9 @@ int cli_init(int argc, char **argv)
     }
     store_close(&st);
     printf("wrote %s\nhostname %s, data in %s\nSMTP on %s, IMAP on %s, IMAPS on %s, "
-           "POP3 on %s, POP3S on %s\n",
+           "POP3 on %s, POP3S on %s, submission on %s and %s (TLS)\n",
            path, cfg.hostname, cfg.data_dir, cfg.listen_smtp, cfg.listen_imap, cfg.listen_imaps,
-           cfg.listen_pop3, cfg.listen_pop3s);
+           cfg.listen_pop3, cfg.listen_pop3s, cfg.listen_submission, cfg.listen_submissions);
     printf("add an account: correio -c %s user add USER@%s --password-stdin\n", path,
            a.domains[0]);
     return 0;
