@@ -24,6 +24,7 @@
 #include <event2/bufferevent_ssl.h>
 #include <event2/event.h>
 #include <netinet/in.h>
+#include <openssl/crypto.h>
 #include <openssl/ssl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -140,6 +141,12 @@ struct outbound {
     unsigned nconns;
     int64_t *busy;            /* recipients being delivered */
     size_t nbusy, capbusy;
+    /* delivery.relayhost: everything for other domains goes there */
+    bool relay;
+    char relay_host[256];
+    unsigned relay_port;
+    char relay_user[256];
+    char relay_pass[256];
 };
 
 static void ob_dest_next_host(struct ob_dest *x);
@@ -765,7 +772,7 @@ static void ob_dest_next_host(struct ob_dest *x)
         struct sockaddr_storage ss;
         memset(&ss, 0, sizeof(ss));
         socklen_t sl;
-        unsigned port = ob->d->cfg.delivery_remote_smtp_port;
+        unsigned port = ob->relay ? ob->relay_port : ob->d->cfg.delivery_remote_smtp_port;
         if (strchr(ip, ':')) {
             struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&ss;
             s6->sin6_family = AF_INET6;
@@ -781,11 +788,14 @@ static void ob_dest_next_host(struct ob_dest *x)
                 continue;
             sl = sizeof(*s4);
         }
+        bool need_tls = ob->d->cfg.delivery_require_tls || (ob->relay && ob->relay_user[0]);
         x->ccfg = (struct smtp_client_config){
             .helo_name = ob->d->cfg.hostname,
-            .starttls = x->tls_failed                    ? SMTP_CLIENT_TLS_NEVER
-                        : ob->d->cfg.delivery_require_tls ? SMTP_CLIENT_TLS_REQUIRE
-                                                          : SMTP_CLIENT_TLS_OPPORTUNISTIC,
+            .starttls = need_tls        ? SMTP_CLIENT_TLS_REQUIRE
+                        : x->tls_failed ? SMTP_CLIENT_TLS_NEVER
+                                        : SMTP_CLIENT_TLS_OPPORTUNISTIC,
+            .auth_user = ob->relay && ob->relay_user[0] ? ob->relay_user : NULL,
+            .auth_password = ob->relay && ob->relay_user[0] ? ob->relay_pass : NULL,
         };
         bool retry_plain = x->tls_failed;
         x->tls_failed = false;
@@ -903,7 +913,8 @@ static void ob_dest_start(struct outbound *ob, struct queue_list *due, size_t fr
     ob->dests = x;
     x->state = OB_RESOLVING;
     log_debug("outbound", "event=dest domain=%s messages=%zu rcpts=%zu", x->domain, x->nmsgs, n);
-    x->dns_handle = dns_resolve_mx(ob->dns, x->domain, ob_dns_done, x);
+    x->dns_handle = ob->relay ? dns_resolve_host(ob->dns, ob->relay_host, ob_dns_done, x)
+                              : dns_resolve_mx(ob->dns, x->domain, ob_dns_done, x);
     if (!x->dns_handle)
         ob_dest_fail_rest(x, QUEUE_RESULT_DEFERRED, "451 4.4.3 DNS look-up could not start");
 }
@@ -1017,6 +1028,70 @@ static void ob_scan_soon(struct outbound *ob, unsigned secs)
 
 /* --- the daemon's side ----------------------------------------------------------------- */
 
+/* delivery.relayhost: "[USER:PASSWORD@]HOST[:PORT]", HOST a name, an IPv4
+ * address or "[IPv6]"; port 25 by default. 0 or -1 with err. */
+static int ob_relay_parse(struct outbound *ob, const char *s, char *err, size_t errlen)
+{
+    if (!s[0])
+        return 0;
+    char buf[1024];
+    snprintf(buf, sizeof(buf), "%s", s);
+    char *hostport = buf;
+    char *at = strrchr(buf, '@');
+    if (at) {
+        *at = '\0';
+        hostport = at + 1;
+        char *colon = strchr(buf, ':');
+        if (!colon || colon == buf) {
+            snprintf(err, errlen, "delivery.relayhost: credentials must be USER:PASSWORD@");
+            return -1;
+        }
+        *colon = '\0';
+        snprintf(ob->relay_user, sizeof(ob->relay_user), "%.255s", buf);
+        snprintf(ob->relay_pass, sizeof(ob->relay_pass), "%.255s", colon + 1);
+    }
+    ob->relay_port = 25;
+    char *port = NULL;
+    if (hostport[0] == '[') {
+        char *end = strchr(hostport, ']');
+        if (!end) {
+            snprintf(err, errlen, "delivery.relayhost: missing ']'");
+            return -1;
+        }
+        snprintf(ob->relay_host, sizeof(ob->relay_host), "[IPv6:%.*s]",
+                 (int)(end - hostport - 1), hostport + 1);
+        if (end[1] == ':')
+            port = end + 2;
+    } else {
+        char *colon = strchr(hostport, ':');
+        if (colon) {
+            *colon = '\0';
+            port = colon + 1;
+        }
+        unsigned char bin[4];
+        if (inet_pton(AF_INET, hostport, bin) == 1)
+            snprintf(ob->relay_host, sizeof(ob->relay_host), "[%.250s]", hostport);
+        else
+            snprintf(ob->relay_host, sizeof(ob->relay_host), "%.255s", hostport);
+    }
+    if (port) {
+        char *end;
+        unsigned long p = strtoul(port, &end, 10);
+        if (*end || p == 0 || p > 65535) {
+            snprintf(err, errlen, "delivery.relayhost: bad port '%s'", port);
+            return -1;
+        }
+        ob->relay_port = (unsigned)p;
+    }
+    if (!ob->relay_host[0]) {
+        snprintf(err, errlen, "delivery.relayhost: no host");
+        return -1;
+    }
+    ob->relay = true;
+    OPENSSL_cleanse(buf, sizeof(buf));
+    return 0;
+}
+
 int outbound_start(struct daemon *d, char *err, size_t errlen)
 {
     struct outbound *ob = calloc(1, sizeof(*ob));
@@ -1027,7 +1102,8 @@ int outbound_start(struct daemon *d, char *err, size_t errlen)
     ob->d = d;
     d->outbound = ob;
     if (queue_schedule_parse(d->cfg.delivery_retry_schedule, ob->delays, &ob->ndelays, err,
-                             errlen) < 0)
+                             errlen) < 0 ||
+        ob_relay_parse(ob, d->cfg.delivery_relayhost, err, errlen) < 0)
         return -1;
     ob->ops = (struct workers_ops){
         .ctx_new = ob_worker_new,
@@ -1087,6 +1163,7 @@ void outbound_free(struct daemon *d)
     if (ob->scan_ev)
         event_free(ob->scan_ev);
     free(ob->busy);
+    OPENSSL_cleanse(ob->relay_pass, sizeof(ob->relay_pass));
     free(ob);
     d->outbound = NULL;
 }

@@ -55,6 +55,7 @@ struct dns_lookup {
     struct event *ev; /* the whole look-up's timer, then the result's delivery */
     bool done;        /* r is final; ev hands it over */
     char domain[256];
+    bool host_only;   /* dns_resolve_host: no MX step */
     unsigned npending;
     struct dns_query mxq;
     struct dns_query aq[DNS_MAX_HOSTS][2]; /* [0] AAAA, [1] A */
@@ -355,6 +356,9 @@ static void dns_addrs_done(struct dns_lookup *l, bool timed_out)
     l->nhosts = kept;
     if (kept > 0) {
         dns_finish(l, DNS_OK, NULL);
+    } else if (l->host_only) {
+        dns_finish(l, DNS_TEMPFAIL, "no address for %s: %s%s", l->domain, why,
+                   timed_out ? " (look-up timed out)" : "");
     } else if (l->r.implicit) {
         dns_finish(l, DNS_TEMPFAIL, "no MX record and no address for %s: %s%s", l->domain, why,
                    timed_out ? " (look-up timed out)" : "");
@@ -583,7 +587,35 @@ static int dns_start(struct dns_lookup *l, const char *domain)
     return 0;
 }
 
+/* dns_resolve_host: the name's own addresses, no MX step. */
+static int dns_start_host(struct dns_lookup *l, const char *name)
+{
+    if (dns_domain_norm(name, l->domain) != 0)
+        return -1;
+    l->host_only = true;
+    snprintf(l->hosts[0].name, sizeof(l->hosts[0].name), "%s", l->domain);
+    l->nhosts = 1;
+    struct timeval tv = {.tv_sec = l->d->timeout_secs};
+    evtimer_add(l->ev, &tv);
+    dns_addrs_start(l);
+    return 0;
+}
+
+static unsigned long dns_resolve(struct dns *d, const char *domain, bool host_only, dns_mx_cb cb,
+                                 void *arg);
+
 unsigned long dns_resolve_mx(struct dns *d, const char *domain, dns_mx_cb cb, void *arg)
+{
+    return dns_resolve(d, domain, false, cb, arg);
+}
+
+unsigned long dns_resolve_host(struct dns *d, const char *name, dns_mx_cb cb, void *arg)
+{
+    return dns_resolve(d, name, true, cb, arg);
+}
+
+static unsigned long dns_resolve(struct dns *d, const char *domain, bool host_only, dns_mx_cb cb,
+                                 void *arg)
 {
     if (!d || !domain || !cb)
         return 0;
@@ -598,7 +630,9 @@ unsigned long dns_resolve_mx(struct dns *d, const char *domain, dns_mx_cb cb, vo
         free(l);
         return 0;
     }
-    int rc = domain[0] == '[' ? dns_literal(l, domain) : dns_start(l, domain);
+    int rc = domain[0] == '['  ? dns_literal(l, domain)
+             : host_only       ? dns_start_host(l, domain)
+                               : dns_start(l, domain);
     if (rc != 0) {
         dns_cancel_queries(l);
         event_free(l->ev);

@@ -91,6 +91,12 @@ void dns_free(struct dns **d);
  * Returns a handle (never 0) for dns_cancel, or 0 when it could not start
  * (out of memory, a bad domain or literal): then cb is not called. */
 unsigned long dns_resolve_mx(struct dns *d, const char *domain, dns_mx_cb cb, void *arg);
+/* The same for one host (a smart host): its AAAA and A records, no MX
+ * step; the result has that one host (DNS_TEMPFAIL when it has no
+ * address, DNS_NO_DOMAIN is not given: a missing name is temporary). A
+ * literal "[IP]" works as for dns_resolve_mx. */
+unsigned long dns_resolve_host(struct dns *d, const char *name, dns_mx_cb cb, void *arg);
+
 /* Stop a look-up: its callback will not be called. Unknown handles (and
  * handles of look-ups already answered) are fine. */
 void dns_cancel(struct dns *d, unsigned long handle);
