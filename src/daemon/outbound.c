@@ -668,9 +668,15 @@ closed:;
     /* The session is over: the next host if nothing was sent yet and the
      * failure was about this host, else what is left is deferred. */
     const struct smtp_client_reply *e = smtp_client_error(x->client);
-    if (e)
-        snprintf(x->last_error, sizeof(x->last_error), "%d %s%s%.300s (%.150s)", e->code,
-                 e->status, e->status[0] ? " " : "", e->text, x->hosts[x->host].name);
+    bool connect_failed = x->state == OB_CONNECTING && e && e->code == 0 && x->last_error[0];
+    if (e && !connect_failed) {
+        if (e->code)
+            snprintf(x->last_error, sizeof(x->last_error), "%d %s%s%.300s (%.150s)", e->code,
+                     e->status, e->status[0] ? " " : "", e->text, x->hosts[x->host].name);
+        else
+            snprintf(x->last_error, sizeof(x->last_error), "451 4.4.2 %.300s (%.150s)", e->text,
+                     x->hosts[x->host].name);
+    }
     if (x->bev) {
         bufferevent_free(x->bev);
         x->bev = NULL;
@@ -732,7 +738,7 @@ static void ob_event_cb(struct bufferevent *bev, short what, void *arg)
     } else if (what & BEV_EVENT_TIMEOUT) {
         st = smtp_client_timed_out(x->client, &x->out);
     } else {
-        if (x->state == OB_CONNECTING && x->last_error[0] == '\0')
+        if (x->state == OB_CONNECTING && (what & BEV_EVENT_ERROR))
             snprintf(x->last_error, sizeof(x->last_error), "451 4.4.1 cannot connect to %s: %s",
                      x->hosts[x->host].name, evutil_socket_error_to_string(EVUTIL_SOCKET_ERROR()));
         st = smtp_client_conn_lost(x->client, &x->out);
@@ -921,12 +927,39 @@ static void ob_dest_start(struct outbound *ob, struct queue_list *due, size_t fr
 
 /* --- scans ------------------------------------------------------------------------------ */
 
-static bool ob_domain_active(const struct outbound *ob, const char *domain)
+static unsigned ob_domain_active(const struct outbound *ob, const char *domain)
 {
+    unsigned n = 0;
     for (const struct ob_dest *x = ob->dests; x; x = x->next)
         if (!strcasecmp(x->domain, domain))
-            return true;
-    return false;
+            n++;
+    return n;
+}
+
+/* The due recipients [from, to) of one domain, split by message over up
+ * to `conns` destinations (connections) of about equal message counts. */
+static void ob_domain_start(struct outbound *ob, struct queue_list *due, size_t from, size_t to,
+                            unsigned conns)
+{
+    size_t nmsgs = 0;
+    for (size_t i = from; i < to; i++)
+        if (i == from || strcmp(due->v[i].msg_id, due->v[i - 1].msg_id) != 0)
+            nmsgs++;
+    if (conns > nmsgs)
+        conns = (unsigned)nmsgs;
+    if (conns == 0)
+        return;
+    size_t per = (nmsgs + conns - 1) / conns, in_chunk = 0, start = from;
+    for (size_t i = from + 1; i <= to; i++) {
+        if (i < to && strcmp(due->v[i].msg_id, due->v[i - 1].msg_id) == 0)
+            continue;
+        in_chunk++; /* a message ended at i */
+        if (i == to || in_chunk == per) {
+            ob_dest_start(ob, due, start, i);
+            start = i;
+            in_chunk = 0;
+        }
+    }
 }
 
 static void ob_local_done(struct work_item *item)
@@ -984,9 +1017,16 @@ static void ob_scan_done(struct work_item *item)
                     free(lj);
                 }
             }
-        } else if (!ob_domain_active(ob, domain) &&
-                   ob->nconns < ob->d->cfg.delivery_max_connections) {
-            ob_dest_start(ob, due, i, k);
+        } else {
+            unsigned active = ob_domain_active(ob, domain);
+            unsigned per = ob->d->cfg.delivery_max_connections_per_domain;
+            unsigned max = ob->d->cfg.delivery_max_connections;
+            unsigned room = ob->nconns < max ? max - ob->nconns : 0;
+            unsigned conns = active < per ? per - active : 0;
+            if (conns > room)
+                conns = room;
+            if (conns > 0)
+                ob_domain_start(ob, due, i, k, conns);
         }
         i = k;
     }
