@@ -142,13 +142,15 @@ run: build/correio
 	./build/correio -c var/correio.conf serve
 
 # --- benchmarks ---------------------------------------------------------------------
-bench: bench-smtp bench-imap bench-pop3
+bench: bench-smtp bench-imap bench-pop3 bench-relay
 bench-smtp: build/correio
 	bash bench/smtp.sh
 bench-imap: build/correio
 	bash bench/imap.sh
 bench-pop3: build/correio
 	bash bench/pop3.sh
+bench-relay: build/correio
+	bash bench/relay.sh
 
 install: build/correio
 	install -D -m 0755 build/correio $(DESTDIR)/usr/local/sbin/correio

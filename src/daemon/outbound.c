@@ -132,6 +132,7 @@ struct outbound {
     struct dns *dns;
     SSL_CTX *tls;
     struct event *scan_ev;
+    struct timeval scan_at;   /* when scan_ev fires, while it is pending */
     bool scanning;
     bool scan_again;
     bool stopping;
@@ -1033,14 +1034,20 @@ static void ob_scan_done(struct work_item *item)
     unsigned dsns = j->dsns;
     due->n = total; /* the entries taken over are empty shells now */
     ob_job_free(j);
-    ob_scan_soon(ob, dsns ? 0 : OB_SCAN_INTERVAL);
+    bool again = ob->scan_again || dsns;
+    ob->scan_again = false;
+    ob_scan_soon(ob, again ? 0 : OB_SCAN_INTERVAL);
 }
 
 static void ob_scan_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct outbound *ob = arg;
-    if (ob->scanning || ob->stopping)
+    if (ob->stopping)
         return;
+    if (ob->scanning) { /* once this one is back */
+        ob->scan_again = true;
+        return;
+    }
     struct ob_job *j = ob_job_new(ob, OB_SCAN, ob_scan_done);
     if (!j) {
         ob_scan_soon(ob, OB_SCAN_INTERVAL);
@@ -1054,16 +1061,16 @@ static void ob_scan_soon(struct outbound *ob, unsigned secs)
 {
     if (ob->stopping || !ob->scan_ev)
         return;
-    struct timeval tv = {.tv_sec = secs, .tv_usec = secs ? 0 : 50000};
-    /* Sooner wins: re-arm only when nothing earlier is pending. */
-    struct timeval left;
-    if (evtimer_pending(ob->scan_ev, &left)) {
-        struct timeval now;
-        evutil_gettimeofday(&now, NULL);
-        if (evutil_timercmp(&left, &now, >) && secs > 0)
-            return;
-    }
-    evtimer_add(ob->scan_ev, &tv);
+    /* "Now" is 50 ms away, so a burst of submissions makes one scan. An
+     * earlier pending scan stays: re-arming it at every kick would put it
+     * off for as long as the burst lasts. */
+    struct timeval now, delay = {.tv_sec = secs, .tv_usec = secs ? 0 : 50000}, at;
+    evutil_gettimeofday(&now, NULL);
+    evutil_timeradd(&now, &delay, &at);
+    if (evtimer_pending(ob->scan_ev, NULL) && evutil_timercmp(&ob->scan_at, &at, <=))
+        return;
+    ob->scan_at = at;
+    evtimer_add(ob->scan_ev, &delay);
 }
 
 /* --- the daemon's side ----------------------------------------------------------------- */
