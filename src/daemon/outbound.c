@@ -70,6 +70,7 @@ struct ob_job {
     /* OB_SCAN: out */
     struct queue_list due;
     unsigned dsns;
+    time_t next_due;          /* 0: nothing pending */
     /* OB_LOCAL: in (the recipients of one local domain) */
     struct queue_list local;
     /* OB_READ: in file, out data */
@@ -263,6 +264,12 @@ static unsigned ob_make_dsns(struct ob_worker *w, struct ob_job *j)
                 status[0] = '\0';
             r[m].status = status[0] ? strdup(status) : strdup(failed ? "5.0.0" : "4.0.0");
             r[m].diagnostic = rp[0] ? rp : NULL;
+            /* ob_record writes a server's reply as "... (host)". */
+            size_t rl = strlen(rp);
+            const char *open = rl > 2 && rp[rl - 1] == ')' ? strrchr(rp, '(') : NULL;
+            if (open && open > rp && open[-1] == ' ' && rp[0] >= '2' && rp[0] <= '5' &&
+                rp[3] == ' ')
+                r[m].remote_mta = strndup(open + 1, (size_t)(rp + rl - 1 - (open + 1)));
             r[m].last_attempt = q->last_attempt;
             r[m].will_retry_until = failed ? 0 : q->arrival + (time_t)cfg->delivery_max_age;
         }
@@ -304,8 +311,10 @@ static unsigned ob_make_dsns(struct ob_worker *w, struct ob_job *j)
         }
         if (!ok)
             log_error("outbound", "event=dsn_failed for=%s error=\"%s\"", l.v[i].msg_id, err);
-        for (size_t m = 0; r && m < n; m++)
+        for (size_t m = 0; r && m < n; m++) {
             free((char *)r[m].status);
+            free((char *)r[m].remote_mta);
+        }
         free(r);
         free(ids);
         free(orig);
@@ -381,6 +390,9 @@ static void ob_worker_run(void *ctx, struct work_item **items, size_t n)
                 log_error("outbound", "event=expire_failed error=\"%s\"", err);
             j->dsns = ob_make_dsns(w, j);
             j->rc = queue_due(w->q, j->now, OB_SCAN_MAX, &j->due, j->err, sizeof(j->err));
+            time_t t;
+            if (queue_next_due(w->q, &t, err, sizeof(err)) == 1)
+                j->next_due = t;
             break;
         }
         case OB_LOCAL:
@@ -1032,11 +1044,17 @@ static void ob_scan_done(struct work_item *item)
         i = k;
     }
     unsigned dsns = j->dsns;
+    /* The next scan: at once when asked meanwhile, else when the next
+     * recipient falls due (a short retry schedule), at most 5 s away. */
+    unsigned secs = OB_SCAN_INTERVAL;
+    time_t now = time(NULL);
+    if (j->next_due > now && j->next_due - now < (time_t)secs)
+        secs = (unsigned)(j->next_due - now);
     due->n = total; /* the entries taken over are empty shells now */
     ob_job_free(j);
     bool again = ob->scan_again || dsns;
     ob->scan_again = false;
-    ob_scan_soon(ob, again ? 0 : OB_SCAN_INTERVAL);
+    ob_scan_soon(ob, again ? 0 : secs);
 }
 
 static void ob_scan_cb(evutil_socket_t fd, short what, void *arg)

@@ -1348,3 +1348,135 @@ def pop3_raw(server, user=None, password=DEFAULT_PASSWORD, tls=True, timeout=IO_
     if user:
         c.login(user, password)
     return c
+
+
+# --- DNS: a dnsmasq of the test's own (for the outbound queue) ------------------------
+DNSMASQ = os.environ.get("DNSMASQ") or "/usr/sbin/dnsmasq"
+
+
+def dns_query_packet(name, qtype=15, qid=0x1234):
+    """A DNS query (RD set) for name/qtype, class IN, as bytes."""
+    q = qid.to_bytes(2, "big") + b"\x01\x00" + b"\x00\x01" + b"\x00" * 6
+    for label in name.rstrip(".").split("."):
+        q += bytes([len(label)]) + label.encode("ascii")
+    return q + b"\x00" + qtype.to_bytes(2, "big") + b"\x00\x01"
+
+
+def dns_answers(port, name="probe.test", timeout=0.2, host="127.0.0.1"):
+    """True when something answers a UDP query on host:port within timeout."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        s.settimeout(timeout)
+        s.sendto(dns_query_packet(name), (host, port))
+        data = s.recv(4096)
+        return len(data) >= 12 and data[:2] == b"\x12\x34"
+    except OSError:
+        return False
+    finally:
+        s.close()
+
+
+def _udp_tcp_free(port):
+    for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+        s = socket.socket(socket.AF_INET, kind)
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        finally:
+            s.close()
+    return True
+
+
+def _die_with_parent():
+    """preexec_fn: SIGKILL the child when the test process dies (Linux)."""
+    try:
+        import ctypes
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:
+        pass
+
+
+class Dnsmasq:
+    """dnsmasq on a free loopback port, authoritative (NXDOMAIN) for test.,
+    with the records given as dnsmasq options (e.g.
+    "--mx-host=remote.test,mx1.remote.test,10"). `resolver` is the
+    delivery.dns_resolver setting that points at it."""
+
+    def __init__(self, records, local_zones=("test",)):
+        if not os.access(DNSMASQ, os.X_OK):
+            raise ServerError("%s not found (Debian package dnsmasq-base, `make deps`)" % DNSMASQ)
+        self.dir = make_test_dir()
+        self.log_path = os.path.join(self.dir, "dnsmasq.log")
+        self.records = list(records)
+        self.local_zones = local_zones
+        self.proc = None
+        self.port = None
+        self._start()
+
+    @property
+    def resolver(self):
+        return "127.0.0.1:%d" % self.port
+
+    def _argv(self, port):
+        user = pwd.getpwuid(os.geteuid()).pw_name
+        argv = [DNSMASQ, "--keep-in-foreground", "--no-resolv", "--no-hosts", "--no-poll",
+                "--port=%d" % port, "--listen-address=127.0.0.1", "--bind-interfaces",
+                "--conf-file=/dev/null", "--pid-file=%s" % os.path.join(self.dir, "dnsmasq.pid"),
+                "--log-facility=%s" % self.log_path, "--log-queries",
+                "--user=%s" % user]  # stay who we are (as root it would become nobody)
+        argv += ["--local=/%s/" % z for z in self.local_zones]
+        return argv + self.records
+
+    def _start(self):
+        rnd = int.from_bytes(os.urandom(4), "big")
+        for attempt in range(40):
+            port = 20000 + (rnd + attempt * 7919) % 40000
+            with _port_lock:
+                if port in _used_ports or not _udp_tcp_free(port):
+                    continue
+                _used_ports.add(port)
+            errpath = os.path.join(self.dir, "dnsmasq.stderr")
+            with open(errpath, "wb") as errf:
+                proc = subprocess.Popen(self._argv(port), stdin=subprocess.DEVNULL,
+                                        stdout=subprocess.DEVNULL, stderr=errf,
+                                        close_fds=True, preexec_fn=_die_with_parent)
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                if dns_answers(port, timeout=0.1):
+                    self.proc, self.port = proc, port
+                    return
+                if proc.poll() is not None:
+                    break  # could not bind after all: the next port
+            if proc.poll() is None:  # running but silent: something else is wrong
+                proc.kill()
+                proc.wait(10)
+                raise ServerError("dnsmasq on port %d does not answer; log:\n%s"
+                                  % (port, self.log_text()))
+            with open(errpath, "rb") as errf:
+                err = errf.read().decode("utf-8", "replace")
+            if "ddress already in use" not in err and "failed to create listening socket" not in err:
+                raise ServerError("dnsmasq exited with %s: %s" % (proc.returncode, err))
+        raise ServerError("dnsmasq: no free port found")
+
+    def log_text(self):
+        try:
+            with open(self.log_path, "rb") as f:
+                return f.read().decode("utf-8", "replace")
+        except FileNotFoundError:
+            return ""
+
+    def stop(self):
+        if self.proc is not None:
+            if self.proc.poll() is None:
+                self.proc.terminate()
+                try:
+                    self.proc.wait(5)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait(5)
+            self.proc = None
+        if os.environ.get("CORREIO_E2E_KEEP"):
+            print("correio e2e: kept %s" % self.dir)
+        else:
+            shutil.rmtree(self.dir, ignore_errors=True)
