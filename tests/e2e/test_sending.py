@@ -305,8 +305,12 @@ class FakeSMTP:
     message data as received (dot-stuffed, as on the wire)."""
 
     def __init__(self, port, greeting="220 fake.test ESMTP", ehlo=("PIPELINING", "8BITMIME"),
-                 data_reply="250 2.0.0 queued"):
+                 data_reply="250 2.0.0 queued", tls_break=False):
         self.greeting, self.ehlo, self.data_reply = greeting, list(ehlo), data_reply
+        # tls_break: offer STARTTLS, answer 220 and then send no TLS at all
+        self.tls_break = tls_break
+        if tls_break:
+            self.ehlo.append("STARTTLS")
         self.sessions = []  # one list of command lines per connection
         self.messages = []  # the DATA of each transaction, as sent
         self.lock = threading.Lock()
@@ -383,6 +387,10 @@ class FakeSMTP:
                     with self.lock:
                         self.messages.append(data)
                     conn.sendall(self.data_reply.encode() + b"\r\n")
+                elif verb == "STARTTLS" and self.tls_break:
+                    conn.sendall(b"220 2.0.0 go ahead\r\n")
+                    conn.sendall(b"this is not a TLS server hello\r\n" * 4)
+                    return
                 elif verb == "QUIT":
                     conn.sendall(b"221 2.0.0 bye\r\n")
                     return
@@ -1097,3 +1105,19 @@ def test_sendmail_while_the_server_is_down(make_server):
     one_arrives(srv, BOB, tok, timeout=10)
     p = run_sendmail(srv, "-f", ALICE, input=b"Subject: nobody\n\nx\n")
     assert p.returncode == 64, (p.returncode, p.stderr)
+
+
+def test_failed_starttls_handshake_retried_in_clear(sender, remote):
+    """A server offers STARTTLS but the handshake fails: the same server is
+    tried again without STARTTLS (delivery.require_tls is off), and the
+    message goes."""
+    acct = new_account(sender)
+    tok = token("tlsfb")
+    with fake_smtp(remote, tls_break=True) as fake:
+        with smtp_587(sender, acct) as s:
+            assert s.sendmail(acct, ["t@fake.test"], message(tok, frm=acct, to="t@fake.test")) == {}
+        wait_queue(sender, lambda rows: not any(r["rcpt"] == "t@fake.test" for r in rows),
+                   timeout=15, what="sent in clear after the failed handshake")
+        assert len(fake.messages) == 1 and tok.encode() in fake.messages[0], fake.sessions
+        assert any("STARTTLS" in c.upper() for c in fake.sessions[0]), fake.sessions
+        assert not any("STARTTLS" in c.upper() for c in fake.sessions[-1]), fake.sessions
