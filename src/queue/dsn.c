@@ -7,6 +7,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "lib/err.h"
 #include "lib/base64.h"
 
 #define DSN_LINE_SOFT 78            /* RFC 5322 2.1.1: lines SHOULD be at most 78 octets */
@@ -718,19 +719,6 @@ unsigned dsn_count_received(const uint8_t *msg, size_t len)
 
 #define SCHEDULE_MAX_DELAY (30u * 86400u)
 
-static int schedule_error(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-static int schedule_error(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 /* One entry "<digits><unit>" at *sp (white space around it skipped); the
  * delay in seconds, or 0 with a reason in *why. */
 static unsigned schedule_entry(const char **sp, const char **why)
@@ -789,24 +777,24 @@ int queue_schedule_parse(const char *s, unsigned *delays_r, size_t *n_r, char *e
     unsigned d[QUEUE_SCHEDULE_MAX];
     size_t n = 0;
     if (!s)
-        return schedule_error(err, errlen, "no schedule");
+        return err_set(err, errlen, "no schedule");
     for (const char *p = s;; p++) {
         const char *start = p, *why = NULL;
         while (is_wsp((uint8_t)*start))
             start++;
         if (n == 0 && *start == '\0')
-            return schedule_error(err, errlen, "empty schedule");
+            return err_set(err, errlen, "empty schedule");
         unsigned v = schedule_entry(&p, &why);
         size_t tlen = strcspn(start, ",");
         while (tlen > 0 && is_wsp((uint8_t)start[tlen - 1]))
             tlen--;
         if (v == 0)
-            return schedule_error(err, errlen, "entry %zu \"%.*s\": %s", n + 1,
+            return err_set(err, errlen, "entry %zu \"%.*s\": %s", n + 1,
                                   (int)(tlen > 20 ? 20 : tlen), start, why);
         if (n == QUEUE_SCHEDULE_MAX)
-            return schedule_error(err, errlen, "more than %d entries", QUEUE_SCHEDULE_MAX);
+            return err_set(err, errlen, "more than %d entries", QUEUE_SCHEDULE_MAX);
         if (n > 0 && v < d[n - 1])
-            return schedule_error(err, errlen,
+            return err_set(err, errlen,
                                   "entry %zu \"%.*s\": shorter than the one before "
                                   "(delays must not decrease)",
                                   n + 1, (int)(tlen > 20 ? 20 : tlen), start);

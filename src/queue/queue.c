@@ -36,20 +36,9 @@
 
 /* --- errors and SQLite helpers ------------------------------------------------ */
 
-int queue_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 int queue_db_fail(struct queue *q, char *err, size_t errlen, const char *what)
 {
-    return queue_fail(err, errlen, "%s: %s", what,
+    return err_set(err, errlen, "%s: %s", what,
                       q && q->db ? sqlite3_errmsg(q->db) : "out of memory");
 }
 
@@ -229,7 +218,7 @@ int queue_msg_gc(struct queue *q, const char *msg_id, struct queue_names *files,
     if (queue_msg_drop(q, msg_id, err, errlen) < 0)
         return -1;
     if (queue_names_add(files, file) < 0)
-        return queue_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     log_info("queue", "event=removed id=%s", msg_id);
     return 1;
 }
@@ -328,7 +317,7 @@ static int queue_schema_init(struct queue *q, char *err, size_t errlen)
         else
             v = QUEUE_VERSION;
     } else if (v > QUEUE_VERSION) {
-        queue_fail(err, errlen,
+        err_set(err, errlen,
                    "%s/queue.sqlite: schema version %d is newer than this program's (%d)", q->dir,
                    v, QUEUE_VERSION);
         v = -1;
@@ -355,7 +344,7 @@ static int queue_db_wal(struct queue *q, char *err, size_t errlen)
         if (ok)
             return 0;
         if (!queue_db_busy(rc))
-            return queue_fail(err, errlen, "journal_mode=WAL refused: %s", sqlite3_errmsg(q->db));
+            return err_set(err, errlen, "journal_mode=WAL refused: %s", sqlite3_errmsg(q->db));
         usleep(10000u * (unsigned)(i + 1));
     }
     return queue_db_fail(q, err, errlen, "journal_mode=WAL");
@@ -364,7 +353,7 @@ static int queue_db_wal(struct queue *q, char *err, size_t errlen)
 static int queue_mkdir(const char *path, char *err, size_t errlen)
 {
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return queue_fail(err, errlen, "mkdir %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "mkdir %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -374,7 +363,7 @@ static int queue_open_files(struct queue *q, const char *data_dir, char *err, si
     char path[PATH_MAX + 32];
     int len = snprintf(q->dir, sizeof(q->dir), "%s/queue", data_dir);
     if (len < 0 || (size_t)len >= sizeof(q->dir) - 32)
-        return queue_fail(err, errlen, "path too long: %s", data_dir);
+        return err_set(err, errlen, "path too long: %s", data_dir);
     if (queue_mkdir(data_dir, err, errlen) < 0 || queue_mkdir(q->dir, err, errlen) < 0)
         return -1;
     snprintf(path, sizeof(path), "%s/msg", q->dir);
@@ -386,19 +375,19 @@ static int queue_open_files(struct queue *q, const char *data_dir, char *err, si
     snprintf(path, sizeof(path), "%s/queue.lock", q->dir);
     q->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (q->lock_fd < 0)
-        return queue_fail(err, errlen, "open %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "open %s: %s", path, strerror(errno));
     /* Create the database ourselves (0600, inherited by -wal and -shm).
      * Only a file that did not exist is closed here: close() would drop
      * the POSIX locks another connection of this process holds on it. */
     snprintf(path, sizeof(path), "%s/queue.sqlite", q->dir);
     int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     if (fd < 0 && errno != EEXIST)
-        return queue_fail(err, errlen, "create %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "create %s: %s", path, strerror(errno));
     if (fd >= 0)
         close(fd);
     if (sqlite3_open_v2(path, &q->db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL) !=
         SQLITE_OK)
-        return queue_fail(err, errlen, "open %s: %s", path,
+        return err_set(err, errlen, "open %s: %s", path,
                           q->db ? sqlite3_errmsg(q->db) : "out of memory");
     sqlite3_busy_timeout(q->db, QUEUE_BUSY_MS);
     if (queue_db_wal(q, err, errlen) < 0 ||
@@ -411,10 +400,10 @@ int queue_open(struct queue **q_r, const char *data_dir, char *err, size_t errle
 {
     *q_r = NULL;
     if (!data_dir || !*data_dir)
-        return queue_fail(err, errlen, "queue_open: no data directory");
+        return err_set(err, errlen, "queue_open: no data directory");
     struct queue *q = calloc(1, sizeof(*q));
     if (!q)
-        return queue_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     q->lock_fd = -1;
     if (queue_open_files(q, data_dir, err, errlen) < 0) {
         queue_close(&q);
@@ -495,7 +484,7 @@ static int queue_insert_msg(struct queue *q, const struct queue_new *m, const ch
         if (ext != SQLITE_CONSTRAINT_PRIMARYKEY)
             return queue_db_fail(q, err, errlen, "insert message");
     }
-    return queue_fail(err, errlen, "no free queue id after %d tries", QUEUE_ID_TRIES);
+    return err_set(err, errlen, "no free queue id after %d tries", QUEUE_ID_TRIES);
 }
 
 static int queue_insert_rcpts(struct queue *q, const struct queue_new *m, const char *id, char *err,
@@ -507,7 +496,7 @@ static int queue_insert_rcpts(struct queue *q, const struct queue_new *m, const 
     for (size_t i = 0; i < m->nrcpts; i++) {
         char domain[256];
         if (queue_rcpt_domain(m->rcpts[i], domain, sizeof(domain)) < 0)
-            return queue_fail(err, errlen, "bad recipient address");
+            return err_set(err, errlen, "bad recipient address");
         sqlite3_bind_text(s, 1, id, -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 2, m->rcpts[i], -1, SQLITE_TRANSIENT);
         sqlite3_bind_text(s, 3, domain, -1, SQLITE_TRANSIENT);
@@ -544,14 +533,14 @@ static int queue_new_check(const struct queue_new *m, char *err, size_t errlen)
 {
     char domain[256];
     if (!m || !m->rcpts || m->nrcpts == 0)
-        return queue_fail(err, errlen, "queue_add: no recipients");
+        return err_set(err, errlen, "queue_add: no recipients");
     if (m->iovcnt < 0 || (m->iovcnt > 0 && !m->iov))
-        return queue_fail(err, errlen, "queue_add: no message data");
+        return err_set(err, errlen, "queue_add: no message data");
     if (m->ndsn_for > 0 && !m->dsn_for)
-        return queue_fail(err, errlen, "queue_add: dsn_for missing");
+        return err_set(err, errlen, "queue_add: dsn_for missing");
     for (size_t i = 0; i < m->nrcpts; i++)
         if (queue_rcpt_domain(m->rcpts[i], domain, sizeof(domain)) < 0)
-            return queue_fail(err, errlen, "queue_add: bad recipient address");
+            return err_set(err, errlen, "queue_add: bad recipient address");
     return 0;
 }
 
@@ -561,14 +550,14 @@ int queue_add(struct queue *q, const struct queue_new *m, char *id_r, size_t n, 
     char file[QUEUE_FILE_MAX] = "", msgdir[PATH_MAX + 8], id[32];
     uint64_t size = 0;
     if (!id_r || n < sizeof(id))
-        return queue_fail(err, errlen, "queue_add: id buffer too small");
+        return err_set(err, errlen, "queue_add: id buffer too small");
     if (queue_new_check(m, err, errlen) < 0)
         return -1;
     snprintf(msgdir, sizeof(msgdir), "%s/msg", q->dir);
     /* Shared lock from the file's creation to the COMMIT: queue_recover
      * (exclusive) must not take the file for an orphan meanwhile. */
     if (queue_flock(q, LOCK_SH) < 0)
-        return queue_fail(err, errlen, "lock %s/queue.lock: %s", q->dir, strerror(errno));
+        return err_set(err, errlen, "lock %s/queue.lock: %s", q->dir, strerror(errno));
     int rc = blob_write(q->dir, m->iov, m->iovcnt, file, sizeof(file), &size, err, errlen);
     if (rc == 0 && (rc = blob_sync_dir(msgdir, err, errlen)) == 0)
         rc = queue_add_rows(q, m, file, size, id, sizeof(id), err, errlen);

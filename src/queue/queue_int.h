@@ -5,6 +5,7 @@
 #ifndef CORREIO_QUEUE_QUEUE_INT_H
 #define CORREIO_QUEUE_QUEUE_INT_H
 
+#include "lib/err.h"
 #include "queue/queue.h"
 
 #include <limits.h>
@@ -68,9 +69,6 @@ int queue_names_add(struct queue_names *l, const char *name);
 void queue_names_unlink(struct queue *q, const struct queue_names *l);
 void queue_names_free(struct queue_names *l);
 
-/* Format into err (may be NULL); returns -1. */
-int queue_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* "<what>: <sqlite message>" into err; returns -1. */
 int queue_db_fail(struct queue *q, char *err, size_t errlen, const char *what);
 /* Run sql (no rows), retrying while another connection holds a lock. */

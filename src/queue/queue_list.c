@@ -95,7 +95,7 @@ static int queue_list_run(struct queue *q, sqlite3_stmt *s, struct queue_list *l
     }
     if (rc != SQLITE_DONE) {
         if (rc == SQLITE_ROW)
-            queue_fail(err, errlen, "out of memory");
+            err_set(err, errlen, "out of memory");
         else
             queue_db_fail(q, err, errlen, "read queue");
         sqlite3_finalize(s);

@@ -148,7 +148,7 @@ static int queue_lost_files(struct queue *q, struct queue_names *ids, char *err,
         }
         if (queue_names_add(ids, id) < 0) {
             sqlite3_finalize(s);
-            return queue_fail(err, errlen, "out of memory");
+            return err_set(err, errlen, "out of memory");
         }
     }
     sqlite3_finalize(s);
@@ -204,7 +204,7 @@ int queue_recover(struct queue *q, char *err, size_t errlen)
 {
     struct queue_recover_count c = {0};
     if (queue_flock(q, LOCK_EX) < 0)
-        return queue_fail(err, errlen, "lock %s/queue.lock: %s", q->dir, strerror(errno));
+        return err_set(err, errlen, "lock %s/queue.lock: %s", q->dir, strerror(errno));
     queue_recover_tmp(q, &c);
     int rc = queue_recover_rows(q, &c, err, errlen);
     if (rc == 0)

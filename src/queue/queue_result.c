@@ -50,9 +50,9 @@ static int queue_rcpt_done_tx(struct queue *q, int64_t rcpt_id, enum queue_resul
     if (rc != SQLITE_ROW && rc != SQLITE_DONE)
         return queue_db_fail(q, err, errlen, "read recipient");
     if (rc == SQLITE_DONE)
-        return queue_fail(err, errlen, "no queued recipient %lld", (long long)rcpt_id);
+        return err_set(err, errlen, "no queued recipient %lld", (long long)rcpt_id);
     if (!pending)
-        return queue_fail(err, errlen, "recipient %lld is no longer pending", (long long)rcpt_id);
+        return err_set(err, errlen, "recipient %lld is no longer pending", (long long)rcpt_id);
     if (!(s = queue_stmt(q, QST_RCPT_DONE, err, errlen)))
         return -1;
     sqlite3_bind_int64(s, 1, rcpt_id);
@@ -72,7 +72,7 @@ int queue_rcpt_done(struct queue *q, int64_t rcpt_id, enum queue_result r, const
 {
     struct queue_names files = {0};
     if (r != QUEUE_RESULT_DELIVERED && r != QUEUE_RESULT_DEFERRED && r != QUEUE_RESULT_FAILED)
-        return queue_fail(err, errlen, "queue_rcpt_done: bad result %d", (int)r);
+        return err_set(err, errlen, "queue_rcpt_done: bad result %d", (int)r);
     if (queue_begin(q, err, errlen) < 0)
         return -1;
     int rc = queue_rcpt_done_tx(q, rcpt_id, r, reply, now, next, &files, err, errlen);
@@ -116,7 +116,7 @@ int queue_dsn_sent(struct queue *q, const int64_t *rcpt_ids, size_t n, char *err
     if (n == 0)
         return 0;
     if (!rcpt_ids)
-        return queue_fail(err, errlen, "queue_dsn_sent: no recipients");
+        return err_set(err, errlen, "queue_dsn_sent: no recipients");
     if (queue_begin(q, err, errlen) < 0)
         return -1;
     int rc = queue_dsn_sent_tx(q, rcpt_ids, n, &files, err, errlen);
@@ -173,7 +173,7 @@ int queue_delete(struct queue *q, const char *msg_id, char *err, size_t errlen)
     struct queue_names files = {0};
     char file[QUEUE_FILE_MAX];
     if (!msg_id)
-        return queue_fail(err, errlen, "queue_delete: no message id");
+        return err_set(err, errlen, "queue_delete: no message id");
     if (queue_begin(q, err, errlen) < 0)
         return -1;
     int rc = queue_msg_file(q, msg_id, file, sizeof(file), err, errlen);
@@ -192,7 +192,7 @@ int queue_delete(struct queue *q, const char *msg_id, char *err, size_t errlen)
             rc = queue_stmt_run(q, s, "delete message", err, errlen) < 0 ? -1 : 1;
         }
         if (rc == 1 && queue_names_add(&files, file) < 0)
-            rc = queue_fail(err, errlen, "out of memory");
+            rc = err_set(err, errlen, "out of memory");
     }
     rc = queue_finish(q, rc, &files, err, errlen);
     if (rc == 1)
@@ -232,7 +232,7 @@ int queue_bounce(struct queue *q, const char *msg_id, time_t now, char *err, siz
     char file[QUEUE_FILE_MAX];
     int n = 0;
     if (!msg_id)
-        return queue_fail(err, errlen, "queue_bounce: no message id");
+        return err_set(err, errlen, "queue_bounce: no message id");
     if (queue_begin(q, err, errlen) < 0)
         return -1;
     int rc = queue_msg_file(q, msg_id, file, sizeof(file), err, errlen);

@@ -19,26 +19,14 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "lib/err.h"
+
 /* iovecs handed to one writev() call at most (IOV_MAX is 1024 on Linux). */
 #define BLOB_IOV_CHUNK 64
 
 /* Per-process counter for unique names; atomic because worker threads
  * write blobs concurrently. */
 static _Atomic uint64_t blob_counter;
-
-static int blob_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static int blob_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
 
 /* A name is one path component we created: no '/', not "." or "..". */
 static int blob_name_ok(const char *name)
@@ -137,20 +125,20 @@ static int blob_write_tmp(const char *tmp, const struct iovec *iov, int iovcnt, 
         fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
-        return blob_fail(err, errlen, "create %s: %s", tmp, strerror(errno));
+        return err_set(err, errlen, "create %s: %s", tmp, strerror(errno));
     if (blob_writev_all(fd, iov, iovcnt, size_r) < 0) {
         int e = errno;
         close(fd);
-        return blob_fail(err, errlen, "write %s: %s", tmp, strerror(e));
+        return err_set(err, errlen, "write %s: %s", tmp, strerror(e));
     }
     if (fsync(fd) < 0) {
         int e = errno;
         close(fd);
-        return blob_fail(err, errlen, "fsync %s: %s", tmp, strerror(e));
+        return err_set(err, errlen, "fsync %s: %s", tmp, strerror(e));
     }
     /* close() after fsync() cannot lose data, but report what it says. */
     if (close(fd) < 0 && errno != EINTR)
-        return blob_fail(err, errlen, "close %s: %s", tmp, strerror(errno));
+        return err_set(err, errlen, "close %s: %s", tmp, strerror(errno));
     return 0;
 }
 
@@ -160,13 +148,13 @@ int blob_write(const char *account_dir, const struct iovec *iov, int iovcnt, cha
     char name[64], tmp[PATH_MAX], dst[PATH_MAX];
     uint64_t size = 0;
     if (!account_dir || iovcnt < 0 || (iovcnt > 0 && !iov) || !name_r || n < sizeof(name))
-        return blob_fail(err, errlen, "blob_write: bad arguments");
+        return err_set(err, errlen, "blob_write: bad arguments");
     if (blob_name_make(name, sizeof(name)) < 0)
-        return blob_fail(err, errlen, "blob_write: cannot make a file name");
+        return err_set(err, errlen, "blob_write: cannot make a file name");
     int a = snprintf(tmp, sizeof(tmp), "%s/tmp/%s", account_dir, name);
     int b = snprintf(dst, sizeof(dst), "%s/msg/%s", account_dir, name);
     if (a < 0 || b < 0 || (size_t)a >= sizeof(tmp) || (size_t)b >= sizeof(dst))
-        return blob_fail(err, errlen, "blob_write: path too long under %s", account_dir);
+        return err_set(err, errlen, "blob_write: path too long under %s", account_dir);
     if (blob_write_tmp(tmp, iov, iovcnt, &size, err, errlen) < 0) {
         unlink(tmp);
         return -1;
@@ -174,7 +162,7 @@ int blob_write(const char *account_dir, const struct iovec *iov, int iovcnt, cha
     if (rename(tmp, dst) < 0) {
         int e = errno;
         unlink(tmp);
-        return blob_fail(err, errlen, "rename %s to msg/: %s", tmp, strerror(e));
+        return err_set(err, errlen, "rename %s to msg/: %s", tmp, strerror(e));
     }
     snprintf(name_r, n, "%s", name);
     if (size_r)
@@ -188,23 +176,23 @@ int blob_link(const char *account_dir, const char *src, char *name_r, size_t n, 
     char name[64], from[PATH_MAX], to[PATH_MAX];
     if (!account_dir || !blob_name_ok(src) || !name_r || n < sizeof(name)) {
         errno = EINVAL;
-        return blob_fail(err, errlen, "blob_link: bad arguments");
+        return err_set(err, errlen, "blob_link: bad arguments");
     }
     int a = snprintf(from, sizeof(from), "%s/msg/%s", account_dir, src);
     if (a < 0 || (size_t)a >= sizeof(from)) {
         errno = ENAMETOOLONG;
-        return blob_fail(err, errlen, "blob_link: path too long under %s", account_dir);
+        return err_set(err, errlen, "blob_link: path too long under %s", account_dir);
     }
     /* A name is unique by construction; retry anyway if one is taken. */
     for (int tries = 0; tries < 4; tries++) {
         if (blob_name_make(name, sizeof(name)) < 0) {
             errno = ENAMETOOLONG;
-            return blob_fail(err, errlen, "blob_link: cannot make a file name");
+            return err_set(err, errlen, "blob_link: cannot make a file name");
         }
         int b = snprintf(to, sizeof(to), "%s/msg/%s", account_dir, name);
         if (b < 0 || (size_t)b >= sizeof(to)) {
             errno = ENAMETOOLONG;
-            return blob_fail(err, errlen, "blob_link: path too long under %s", account_dir);
+            return err_set(err, errlen, "blob_link: path too long under %s", account_dir);
         }
         if (link(from, to) == 0) {
             snprintf(name_r, n, "%s", name);
@@ -214,7 +202,7 @@ int blob_link(const char *account_dir, const char *src, char *name_r, size_t n, 
             break;
     }
     int e = errno;
-    blob_fail(err, errlen, "link %s: %s", from, strerror(e));
+    err_set(err, errlen, "link %s: %s", from, strerror(e));
     errno = e;
     return -1;
 }
@@ -226,11 +214,11 @@ int blob_sync_dir(const char *dir, char *err, size_t errlen)
         fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     while (fd < 0 && errno == EINTR);
     if (fd < 0)
-        return blob_fail(err, errlen, "open %s: %s", dir, strerror(errno));
+        return err_set(err, errlen, "open %s: %s", dir, strerror(errno));
     if (fsync(fd) < 0) {
         int e = errno;
         close(fd);
-        return blob_fail(err, errlen, "fsync %s: %s", dir, strerror(e));
+        return err_set(err, errlen, "fsync %s: %s", dir, strerror(e));
     }
     close(fd);
     return 0;
@@ -273,30 +261,30 @@ int blob_read(const char *account_dir, const char *name, uint8_t **data_r, size_
 {
     char path[PATH_MAX];
     if (!account_dir || !blob_name_ok(name) || !data_r || !len_r)
-        return blob_fail(err, errlen, "blob_read: bad arguments");
+        return err_set(err, errlen, "blob_read: bad arguments");
     int plen = snprintf(path, sizeof(path), "%s/msg/%s", account_dir, name);
     if (plen < 0 || (size_t)plen >= sizeof(path))
-        return blob_fail(err, errlen, "blob_read: path too long under %s", account_dir);
+        return err_set(err, errlen, "blob_read: path too long under %s", account_dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return blob_fail(err, errlen, "open %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "open %s: %s", path, strerror(errno));
     struct stat sb;
     if (fstat(fd, &sb) < 0 || !S_ISREG(sb.st_mode)) {
         const char *why = S_ISREG(sb.st_mode) ? strerror(errno) : "not a regular file";
         close(fd);
-        return blob_fail(err, errlen, "stat %s: %s", path, why);
+        return err_set(err, errlen, "stat %s: %s", path, why);
     }
     size_t len = (size_t)sb.st_size;
     uint8_t *data = malloc(len + 1); /* +1: never malloc(0), and room for a NUL */
     if (!data) {
         close(fd);
-        return blob_fail(err, errlen, "read %s: out of memory", path);
+        return err_set(err, errlen, "read %s: out of memory", path);
     }
     if (blob_read_all(fd, data, len) < 0) {
         int e = errno;
         free(data);
         close(fd);
-        return blob_fail(err, errlen, "read %s: %s", path, strerror(e));
+        return err_set(err, errlen, "read %s: %s", path, strerror(e));
     }
     close(fd);
     data[len] = 0;
@@ -325,13 +313,13 @@ int blob_read_head(const char *account_dir, const char *name, uint8_t **data_r, 
 {
     char path[PATH_MAX];
     if (!account_dir || !blob_name_ok(name) || !data_r || !len_r)
-        return blob_fail(err, errlen, "blob_read_head: bad arguments");
+        return err_set(err, errlen, "blob_read_head: bad arguments");
     int plen = snprintf(path, sizeof(path), "%s/msg/%s", account_dir, name);
     if (plen < 0 || (size_t)plen >= sizeof(path))
-        return blob_fail(err, errlen, "blob_read_head: path too long under %s", account_dir);
+        return err_set(err, errlen, "blob_read_head: path too long under %s", account_dir);
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0)
-        return blob_fail(err, errlen, "open %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "open %s: %s", path, strerror(errno));
     size_t cap = 16384, len = 0, end = 0;
     uint8_t *data = malloc(cap + 1);
     while (data) {
@@ -352,7 +340,7 @@ int blob_read_head(const char *account_dir, const char *name, uint8_t **data_r, 
             int e = errno;
             free(data);
             close(fd);
-            return blob_fail(err, errlen, "read %s: %s", path, strerror(e));
+            return err_set(err, errlen, "read %s: %s", path, strerror(e));
         }
         /* Look again from a little before the new bytes: the empty line may
          * straddle two reads. */
@@ -368,7 +356,7 @@ int blob_read_head(const char *account_dir, const char *name, uint8_t **data_r, 
     }
     close(fd);
     if (!data)
-        return blob_fail(err, errlen, "read %s: out of memory", path);
+        return err_set(err, errlen, "read %s: out of memory", path);
     if (end)
         len = end;
     data[len] = 0;

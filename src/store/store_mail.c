@@ -94,7 +94,7 @@ static int index_migrate(sqlite3 *db, int from, char *err, size_t errlen)
         return -1;
     if (from <= 2)
         return store_db_exec(db, index_migrate_2_3, err, errlen);
-    return store_fail(err, errlen, "%s: no migration from schema version %d",
+    return err_set(err, errlen, "%s: no migration from schema version %d",
                       sqlite3_db_filename(db, "main"), from);
 }
 
@@ -259,7 +259,7 @@ int store_index_mailbox_create(sqlite3 *db, const char *name, const char *specia
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT)
-        return store_fail(err, errlen, "mailbox %.200s already exists", name);
+        return err_set(err, errlen, "mailbox %.200s already exists", name);
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, db, "create mailbox");
     if (id_r)
@@ -297,13 +297,13 @@ int store_index_create(const char *dir, char *err, size_t errlen)
         return -1;
     for (int i = 0; i < 2; i++) {
         if (store_path_fmt(path, sizeof(path), "%s/%s", dir, subs[i]) < 0)
-            return store_fail(err, errlen, "path too long: %s", dir);
+            return err_set(err, errlen, "path too long: %s", dir);
         if (store_mkdir(path, err, errlen) < 0)
             return -1;
     }
     sqlite3 *db;
     if (store_path_fmt(path, sizeof(path), "%s/index.sqlite", dir) < 0)
-        return store_fail(err, errlen, "path too long: %s", dir);
+        return err_set(err, errlen, "path too long: %s", dir);
     if (store_db_open(path, 1, &db, err, errlen) < 0)
         return -1;
     int rc =
@@ -337,17 +337,17 @@ static struct store_index *index_open(const struct store *st, const char *accoun
     char path[PATH_MAX];
     struct stat sb;
     if (!ix) {
-        store_fail(err, errlen, "out of memory");
+        err_set(err, errlen, "out of memory");
         return NULL;
     }
     snprintf(ix->account, sizeof(ix->account), "%s", account);
     if (store_path_account(st, account, ix->dir, sizeof(ix->dir)) < 0 ||
         store_path_fmt(path, sizeof(path), "%s/index.sqlite", ix->dir) < 0) {
-        store_fail(err, errlen, "account %s: path too long", account);
+        err_set(err, errlen, "account %s: path too long", account);
         goto fail;
     }
     if (stat(path, &sb) < 0) {
-        store_fail(err, errlen, "account %s: no index (%s)", account, strerror(errno));
+        err_set(err, errlen, "account %s: no index (%s)", account, strerror(errno));
         goto fail;
     }
     ix->dev = sb.st_dev;
@@ -361,7 +361,7 @@ static struct store_index *index_open(const struct store *st, const char *accoun
      * at version 0 was never finished (no account was ever committed). */
     int v = store_db_user_version(ix->db, err, errlen);
     if (v == 0) {
-        store_fail(err, errlen, "%s: schema version 0, want %d", path, INDEX_VERSION);
+        err_set(err, errlen, "%s: schema version 0, want %d", path, INDEX_VERSION);
         goto fail;
     }
     if (v < 0 || (v != INDEX_VERSION && store_db_schema(ix->db, INDEX_VERSION, index_schema, NULL,
@@ -531,7 +531,7 @@ static int deliver_insert(struct store_index *ix, struct deliver_item *it, char 
     sqlite3_reset(s);
     sqlite3_clear_bindings(s);
     if (rc == SQLITE_DONE || (rc == SQLITE_ROW && uid > UINT32_MAX)) {
-        store_fail(err, errlen,
+        err_set(err, errlen,
                    rc == SQLITE_DONE ? "no such mailbox: %.200s" : "mailbox %.200s: UIDs exhausted",
                    mbox);
         return 1;
@@ -549,7 +549,7 @@ static int deliver_insert(struct store_index *ix, struct deliver_item *it, char 
     time_t date = it->d->internal_date ? it->d->internal_date : time(NULL);
     char *kw = NULL;
     if (store_kw_apply(NULL, STORE_KW_SET, it->d->keywords, &kw) < 0)
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     s = ix->msg_insert;
     sqlite3_bind_int64(s, 1, id);
     sqlite3_bind_int64(s, 2, uid);
@@ -858,7 +858,7 @@ static int recover_walk(struct store *st, struct recover_count *c, char *err, si
     if (store_path_fmt(path, sizeof(path), "%s/mail", st->dir) == 0)
         top = opendir(path);
     if (!top)
-        return store_fail(err, errlen, "open %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "open %s: %s", path, strerror(errno));
     struct dirent *de;
     while ((de = readdir(top))) {
         if (de->d_name[0] == '.')
@@ -888,7 +888,7 @@ int store_recover(struct store *st, char *err, size_t errlen)
 {
     struct recover_count c = {0};
     if (store_flock(st, LOCK_EX) < 0)
-        return store_fail(err, errlen, "lock %s/store.lock: %s", st->dir, strerror(errno));
+        return err_set(err, errlen, "lock %s/store.lock: %s", st->dir, strerror(errno));
     int rc = recover_walk(st, &c, err, errlen);
     store_flock(st, LOCK_UN);
     log_info("store", "event=recover_done accounts=%u tmp_removed=%u orphans_removed=%u errors=%u",
@@ -902,7 +902,7 @@ struct store_index *store_index_of(struct store *st, const char *account, char *
 {
     char addr[STORE_ADDR_MAX + 1];
     if (store_addr_norm(account, addr, sizeof(addr), NULL) < 0) {
-        store_fail(err, errlen, "no such account: %.320s", account ? account : "");
+        err_set(err, errlen, "no such account: %.320s", account ? account : "");
         return NULL;
     }
     return index_get(st, addr, err, errlen);
@@ -926,7 +926,7 @@ int store_mailbox_messages(struct store *st, const char *account, const char *ma
         id = sqlite3_column_int64(s, 0);
     sqlite3_finalize(s);
     if (id < 0)
-        return store_fail(err, errlen, "no such mailbox: %.200s", mailbox);
+        return err_set(err, errlen, "no such mailbox: %.200s", mailbox);
     if (store_db_prepare(ix->db,
                          "SELECT uid, size, modseq, internaldate, file, flags FROM messages "
                          "WHERE mailbox_id = ? ORDER BY uid",

@@ -124,9 +124,9 @@ int store_mailbox_create(struct store *st, const char *account, const char *name
 {
     name = mbox_name(name);
     if (!mbox_name_ok(name))
-        return store_fail(err, errlen, "invalid mailbox name");
+        return err_set(err, errlen, "invalid mailbox name");
     if (special_use && strlen(special_use) >= sizeof(((struct store_mailbox *)0)->special_use))
-        return store_fail(err, errlen, "invalid special-use attribute");
+        return err_set(err, errlen, "invalid special-use attribute");
     struct store_index *ix = store_index_of(st, account, err, errlen);
     if (!ix || store_db_begin(ix->db, err, errlen) < 0)
         return -1;
@@ -165,7 +165,7 @@ static int mbox_delete_rows(struct store_index *ix, int64_t id, struct store_nam
             }
         sqlite3_finalize(s);
         if (rc != SQLITE_DONE)
-            return rc == SQLITE_NOMEM ? store_fail(err, errlen, "out of memory")
+            return rc == SQLITE_NOMEM ? err_set(err, errlen, "out of memory")
                                       : store_db_fail(err, errlen, ix->db, "delete mailbox");
     }
     return 0;
@@ -178,7 +178,7 @@ int store_mailbox_delete(struct store *st, const char *account, const char *name
 {
     name = mbox_name(name);
     if (name && strcmp(name, "INBOX") == 0)
-        return store_fail(err, errlen, "INBOX cannot be deleted");
+        return err_set(err, errlen, "INBOX cannot be deleted");
     struct store_index *ix = store_index_of(st, account, err, errlen);
     if (!ix || store_db_begin(ix->db, err, errlen) < 0)
         return -1;
@@ -186,7 +186,7 @@ int store_mailbox_delete(struct store *st, const char *account, const char *name
     struct store_names files = {0};
     int found = name ? mbox_by_name(ix, name, &mb, err, errlen) : 0;
     if (found == 0)
-        store_fail(err, errlen, "no such mailbox");
+        err_set(err, errlen, "no such mailbox");
     if (found <= 0 || mbox_delete_rows(ix, mb.id, &files, err, errlen) < 0 ||
         store_ix_commit(ix, err, errlen) < 0) {
         store_db_rollback(ix->db);
@@ -238,7 +238,7 @@ static int rename_collect(struct store_index *ix, const char *table, const char 
     }
     sqlite3_finalize(s);
     if (rc == SQLITE_ROW)
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     return rc == SQLITE_DONE ? 0 : store_db_fail(err, errlen, ix->db, "rename");
 }
 
@@ -276,7 +276,7 @@ static int rename_rows(struct store_index *ix, const int64_t *ids, const struct 
     }
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT)
-        return store_fail(err, errlen, "mailbox %.200s already exists", newname);
+        return err_set(err, errlen, "mailbox %.200s already exists", newname);
     return rc == SQLITE_DONE ? 0 : store_db_fail(err, errlen, ix->db, "rename mailbox");
 }
 
@@ -291,12 +291,12 @@ static int rename_collides(struct store_index *ix, const struct store_names *nam
     for (size_t i = 0; i < names->n; i++) {
         name = store_names_next(names, name);
         if (rename_target(to, name, old, newname) < 0)
-            return store_fail(err, errlen, "mailbox name too long"), 1;
+            return err_set(err, errlen, "mailbox name too long"), 1;
         int found = mbox_by_name(ix, to, &mb, err, errlen);
         if (found < 0)
             return -1;
         if (found && !mbox_is_under(to, old))
-            return store_fail(err, errlen, "mailbox %.200s already exists", to), 1;
+            return err_set(err, errlen, "mailbox %.200s already exists", to), 1;
     }
     return 0;
 }
@@ -338,7 +338,7 @@ static int rename_tree(struct store_index *ix, const char *old, const char *newn
     for (size_t i = 0; rc == 0 && i < names.n && !found; i++)
         found = strcmp(name = store_names_next(&names, name), old) == 0;
     if (rc == 0 && !found)
-        rc = store_fail(err, errlen, "no such mailbox");
+        rc = err_set(err, errlen, "no such mailbox");
     if (rc == 0)
         rc = rename_collides(ix, &names, old, newname, err, errlen) != 0 ? -1 : 0;
     if (rc == 0)
@@ -376,7 +376,7 @@ static int mbox_uids(struct store_index *ix, int64_t id, uint32_t **uids_r, size
     store_stmt_done(s);
     if (rc != SQLITE_DONE) {
         free(v);
-        return rc == SQLITE_ROW ? store_fail(err, errlen, "out of memory")
+        return rc == SQLITE_ROW ? err_set(err, errlen, "out of memory")
                                 : store_db_fail(err, errlen, ix->db, "list messages");
     }
     *uids_r = v;
@@ -396,7 +396,7 @@ static int rename_inbox(struct store_index *ix, const char *newname, char *err, 
     int64_t id;
     int found = mbox_by_name(ix, "INBOX", &inbox, err, errlen);
     if (found <= 0)
-        return found == 0 ? store_fail(err, errlen, "no INBOX") : -1;
+        return found == 0 ? err_set(err, errlen, "no INBOX") : -1;
     if (store_index_mailbox_create(ix->db, newname, NULL, 0, &id, err, errlen) < 0 ||
         store_mbox_by_id(ix, id, &dst, err, errlen) <= 0 ||
         mbox_uids(ix, inbox.id, &uids, &n, err, errlen) < 0)
@@ -437,9 +437,9 @@ int store_mailbox_rename(struct store *st, const char *account, const char *oldn
     oldname = mbox_name(oldname);
     newname = mbox_name(newname);
     if (!oldname || !mbox_name_ok(newname))
-        return store_fail(err, errlen, "invalid mailbox name");
+        return err_set(err, errlen, "invalid mailbox name");
     if (strcmp(newname, "INBOX") == 0 || strcmp(oldname, newname) == 0)
-        return store_fail(err, errlen, "mailbox %.200s already exists", newname);
+        return err_set(err, errlen, "mailbox %.200s already exists", newname);
     struct store_index *ix = store_index_of(st, account, err, errlen);
     if (!ix || store_db_begin(ix->db, err, errlen) < 0)
         return -1;
@@ -460,7 +460,7 @@ int store_subscription_set(struct store *st, const char *account, const char *na
 {
     name = mbox_name(name);
     if (!name || !*name || strlen(name) > MBOX_NAME_MAX)
-        return store_fail(err, errlen, "invalid mailbox name");
+        return err_set(err, errlen, "invalid mailbox name");
     struct store_index *ix = store_index_of(st, account, err, errlen);
     if (!ix)
         return -1;
@@ -493,7 +493,7 @@ int store_subscription_list(struct store *st, const char *account,
     store_stmt_done(s);
     if (rc != SQLITE_DONE) {
         store_names_free(&names);
-        return rc == SQLITE_ROW ? store_fail(err, errlen, "out of memory")
+        return rc == SQLITE_ROW ? err_set(err, errlen, "out of memory")
                                 : store_db_fail(err, errlen, ix->db, "list subscriptions");
     }
     const char *name = NULL;
@@ -531,7 +531,7 @@ int store_mailbox_each(struct store *st, const char *account,
     free(v);
     if (rc == SQLITE_DONE)
         return 0;
-    return rc == SQLITE_ROW ? store_fail(err, errlen, "out of memory")
+    return rc == SQLITE_ROW ? err_set(err, errlen, "out of memory")
                             : store_db_fail(err, errlen, ix->db, "list mailboxes");
 }
 
@@ -572,7 +572,7 @@ int store_mailbox_take_recent(struct store *st, const char *account, int64_t mai
     struct store_mailbox mb;
     int found = store_mbox_by_id(ix, mailbox_id, &mb, err, errlen);
     if (found == 0)
-        store_fail(err, errlen, "no such mailbox");
+        err_set(err, errlen, "no such mailbox");
     if (found <= 0)
         goto fail;
     if (mb.first_recent_uid != mb.uidnext) {

@@ -266,7 +266,7 @@ static int msg_query(struct store_index *ix, sqlite3_stmt *s, int cache, struct 
         return 0;
     }
     store_msg_list_free(r);
-    return rc == SQLITE_ROW ? store_fail(err, errlen, "out of memory")
+    return rc == SQLITE_ROW ? err_set(err, errlen, "out of memory")
                             : store_db_fail(err, errlen, ix->db, "load messages");
 }
 
@@ -316,7 +316,7 @@ static int msg_expunged_since(struct store_index *ix, int64_t mailbox_id, int64_
     store_stmt_done(s);
     if (rc == SQLITE_DONE)
         return 0;
-    return rc == SQLITE_ROW ? store_fail(err, errlen, "out of memory")
+    return rc == SQLITE_ROW ? err_set(err, errlen, "out of memory")
                             : store_db_fail(err, errlen, ix->db, "load expunged");
 }
 
@@ -416,7 +416,7 @@ static int flags_one(struct store_index *ix, struct flags_job *j, uint32_t uid, 
         const char *cur = (const char *)sqlite3_column_text(s, 1);
         if (store_kw_apply(cur, (enum store_kw_op)j->op, j->keywords, &kw) < 0) {
             store_stmt_done(s);
-            return store_fail(err, errlen, "out of memory");
+            return err_set(err, errlen, "out of memory");
         }
         kw_changed = strcmp(kw, cur ? cur : "") != 0;
     }
@@ -446,7 +446,7 @@ static int flags_run(struct store_index *ix, struct flags_job *j, const uint32_t
         return -1;
     int found = store_mbox_by_id(ix, j->mailbox_id, &mb, err, errlen);
     if (found == 0)
-        store_fail(err, errlen, "no such mailbox");
+        err_set(err, errlen, "no such mailbox");
     if (found <= 0)
         goto fail;
     j->modseq = mb.highestmodseq + 1;
@@ -488,7 +488,7 @@ int store_msgs_set_flags(struct store *st, const char *account, int64_t mailbox_
         store_kw_apply(NULL, STORE_KW_SET, keywords, &kw) < 0) {
         free(su);
         free(j.failed);
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     }
     j.keywords = kw;
     int rc = flags_run(ix, &j, su, m, err, errlen);
@@ -557,7 +557,7 @@ static int expunge_run(struct store_index *ix, int64_t mailbox_id, const uint32_
     struct store_mailbox mb;
     int found = store_mbox_by_id(ix, mailbox_id, &mb, err, errlen);
     if (found <= 0)
-        return found == 0 ? store_fail(err, errlen, "no such mailbox") : -1;
+        return found == 0 ? err_set(err, errlen, "no such mailbox") : -1;
     uint64_t modseq = mb.highestmodseq + 1;
     for (size_t i = 0; i < m; i++) {
         sqlite3_stmt *s = store_index_stmt(ix, IXS_MSG_DELETE, err, errlen);
@@ -568,7 +568,7 @@ static int expunge_run(struct store_index *ix, int64_t mailbox_id, const uint32_
         int rc = sqlite3_step(s), gone = rc == SQLITE_ROW;
         if (gone && store_names_add(files, (const char *)sqlite3_column_text(s, 0)) < 0) {
             store_stmt_done(s);
-            return store_fail(err, errlen, "out of memory");
+            return err_set(err, errlen, "out of memory");
         }
         if (gone)
             rc = sqlite3_step(s);
@@ -595,7 +595,7 @@ int store_msgs_expunge(struct store *st, const char *account, int64_t mailbox_id
     uint32_t *su = uids_unique(uids, n, &m);
     struct store_names files = {0};
     if (!su)
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     int rc = store_db_begin(ix->db, err, errlen);
     if (rc == 0 && (expunge_run(ix, mailbox_id, su, m, &files, err, errlen) < 0 ||
                     store_ix_commit(ix, err, errlen) < 0)) {
@@ -617,9 +617,9 @@ static int copy_mailboxes(struct store_index *ix, int64_t from, int64_t to, size
     int a = store_mbox_by_id(ix, from, src, err, errlen);
     int b = a > 0 ? store_mbox_by_id(ix, to, dst, err, errlen) : a;
     if (a <= 0 || b <= 0)
-        return a == 0 || b == 0 ? store_fail(err, errlen, "no such mailbox") : -1;
+        return a == 0 || b == 0 ? err_set(err, errlen, "no such mailbox") : -1;
     if ((uint64_t)dst->uidnext + m > UINT32_MAX)
-        return store_fail(err, errlen, "mailbox %.200s: UIDs exhausted", dst->name);
+        return err_set(err, errlen, "mailbox %.200s: UIDs exhausted", dst->name);
     return 0;
 }
 
@@ -707,7 +707,7 @@ static int copy_link(struct store_index *ix, int64_t from, struct copy_item *v, 
     if (linked == 0)
         return 0;
     if (store_path_fmt(path, sizeof(path), "%s/msg", ix->dir) < 0)
-        return store_fail(err, errlen, "path too long");
+        return err_set(err, errlen, "path too long");
     return blob_sync_dir(path, err, errlen);
 }
 
@@ -782,7 +782,7 @@ static int copy_run(struct store *st, struct store_index *ix, int64_t from, int6
 {
     struct copy_item *v = calloc(m, sizeof(*v));
     if (!v)
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     for (size_t i = 0; i < m; i++)
         v[i].uid = su[i];
     if (store_flock(st, LOCK_SH) < 0)
@@ -814,7 +814,7 @@ int store_msgs_copy(struct store *st, const char *account, int64_t from_mailbox_
     uint32_t *nu = su ? calloc(m + 1, sizeof(*nu)) : NULL;
     if (!nu) {
         free(su);
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     }
     int rc = move ? move_run(ix, from_mailbox_id, to_mailbox_id, su, nu, m, err, errlen)
                   : copy_run(st, ix, from_mailbox_id, to_mailbox_id, su, nu, m, err, errlen);
@@ -881,9 +881,9 @@ int store_msg_read(struct store *st, const char *account, const char *file, uint
 {
     char dir[PATH_MAX];
     if (!file || !*file || strchr(file, '/') || strstr(file, ".."))
-        return store_fail(err, errlen, "invalid message file name");
+        return err_set(err, errlen, "invalid message file name");
     if (store_account_dir(st, account, dir, sizeof(dir)) < 0)
-        return store_fail(err, errlen, "no such account: %.320s", account ? account : "");
+        return err_set(err, errlen, "no such account: %.320s", account ? account : "");
     return blob_read(dir, file, data_r, len_r, err, errlen);
 }
 
@@ -892,8 +892,8 @@ int store_msg_read_header(struct store *st, const char *account, const char *fil
 {
     char dir[PATH_MAX];
     if (!file || !*file || strchr(file, '/') || strstr(file, ".."))
-        return store_fail(err, errlen, "invalid message file name");
+        return err_set(err, errlen, "invalid message file name");
     if (store_account_dir(st, account, dir, sizeof(dir)) < 0)
-        return store_fail(err, errlen, "no such account: %.320s", account ? account : "");
+        return err_set(err, errlen, "no such account: %.320s", account ? account : "");
     return blob_read_head(dir, file, data_r, len_r, err, errlen);
 }

@@ -36,17 +36,6 @@
 /* --- errors ------------------------------------------------------------------ */
 
 /* Format a message into the caller's err buffer (may be NULL); returns -1. */
-int store_fail(char *err, size_t errlen, const char *fmt, ...)
-{
-    if (err && errlen > 0) {
-        va_list ap;
-        va_start(ap, fmt);
-        vsnprintf(err, errlen, fmt, ap);
-        va_end(ap);
-    }
-    return -1;
-}
-
 int store_path_fmt(char *out, size_t n, const char *fmt, ...)
 {
     va_list ap;
@@ -59,7 +48,7 @@ int store_path_fmt(char *out, size_t n, const char *fmt, ...)
 /* "<what>: <sqlite message>" into err; returns -1. */
 int store_db_fail(char *err, size_t errlen, sqlite3 *db, const char *what)
 {
-    return store_fail(err, errlen, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
+    return err_set(err, errlen, "%s: %s", what, db ? sqlite3_errmsg(db) : "out of memory");
 }
 
 /* --- names ------------------------------------------------------------------- */
@@ -209,7 +198,7 @@ static int store_db_wal(sqlite3 *db, char *err, size_t errlen)
         if (ok)
             return 0;
         if (!store_db_busy(rc))
-            return store_fail(err, errlen, "journal_mode=WAL refused: %s", sqlite3_errmsg(db));
+            return err_set(err, errlen, "journal_mode=WAL refused: %s", sqlite3_errmsg(db));
         usleep(10000u * (unsigned)(i + 1));
     }
     return store_db_fail(err, errlen, db, "journal_mode=WAL");
@@ -229,14 +218,14 @@ int store_db_open(const char *path, int create, sqlite3 **db_r, char *err, size_
     if (create) {
         int fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
         if (fd < 0 && errno != EEXIST)
-            return store_fail(err, errlen, "create %s: %s", path, strerror(errno));
+            return err_set(err, errlen, "create %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
     }
     sqlite3 *db = NULL;
     int rc = sqlite3_open_v2(path, &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, NULL);
     if (rc != SQLITE_OK) {
-        store_fail(err, errlen, "open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
+        err_set(err, errlen, "open %s: %s", path, db ? sqlite3_errmsg(db) : "out of memory");
         sqlite3_close(db);
         return -1;
     }
@@ -272,12 +261,12 @@ int store_db_schema(sqlite3 *db, int want, const char *create,
         if (store_db_exec(db, create, err, errlen) < 0 || (fill && fill(db, err, errlen) < 0))
             v = -1;
     } else if (v > want) {
-        store_fail(err, errlen, "%s: schema version %d is newer than this program's (%d)",
+        err_set(err, errlen, "%s: schema version %d is newer than this program's (%d)",
                    sqlite3_db_filename(db, "main"), v, want);
         v = -1;
     } else if (v > 0 && v < want) {
         if (!migrate) {
-            store_fail(err, errlen, "%s: schema version %d, no migration to %d",
+            err_set(err, errlen, "%s: schema version %d, no migration to %d",
                        sqlite3_db_filename(db, "main"), v, want);
             v = -1;
         } else if (migrate(db, v, err, errlen) < 0) {
@@ -308,7 +297,7 @@ int store_db_schema(sqlite3 *db, int want, const char *create,
 int store_mkdir(const char *path, char *err, size_t errlen)
 {
     if (mkdir(path, 0700) < 0 && errno != EEXIST)
-        return store_fail(err, errlen, "mkdir %s: %s", path, strerror(errno));
+        return err_set(err, errlen, "mkdir %s: %s", path, strerror(errno));
     return 0;
 }
 
@@ -317,7 +306,7 @@ static int store_mkdir_p(const char *path, char *err, size_t errlen)
 {
     char tmp[PATH_MAX];
     if (snprintf(tmp, sizeof(tmp), "%s", path) >= (int)sizeof(tmp))
-        return store_fail(err, errlen, "path too long: %s", path);
+        return err_set(err, errlen, "path too long: %s", path);
     for (char *p = tmp + 1; *p; p++) {
         if (*p != '/')
             continue;
@@ -371,7 +360,7 @@ static int store_accounts_open(struct store *st, char *err, size_t errlen)
 {
     char path[PATH_MAX];
     if (snprintf(path, sizeof(path), "%s/accounts.sqlite", st->dir) >= (int)sizeof(path))
-        return store_fail(err, errlen, "path too long: %s", st->dir);
+        return err_set(err, errlen, "path too long: %s", st->dir);
     if (store_db_open(path, 1, &st->db, err, errlen) < 0 ||
         store_db_schema(st->db, ACCOUNTS_VERSION, accounts_schema, NULL, accounts_migrate, err,
                         errlen) < 0)
@@ -391,11 +380,11 @@ int store_open(struct store **st_r, const char *data_dir, char *err, size_t errl
     char path[PATH_MAX];
     *st_r = NULL;
     if (!data_dir || !*data_dir)
-        return store_fail(err, errlen, "no data directory given");
+        return err_set(err, errlen, "no data directory given");
     struct store *st = calloc(1, sizeof(*st));
     if (!st || !(st->dir = strdup(data_dir))) {
         free(st);
-        return store_fail(err, errlen, "out of memory");
+        return err_set(err, errlen, "out of memory");
     }
     st->lock_fd = -1;
     st->cache_max = STORE_CACHE_MAX;
@@ -405,7 +394,7 @@ int store_open(struct store **st_r, const char *data_dir, char *err, size_t errl
     /* Room for DATA/mail/<domain>/<local>/msg/<name> in PATH_MAX, so the
      * paths built below never truncate. */
     if (len > PATH_MAX - 512) {
-        store_fail(err, errlen, "data directory path too long: %.200s...", st->dir);
+        err_set(err, errlen, "data directory path too long: %.200s...", st->dir);
         goto fail;
     }
     if (store_mkdir_p(st->dir, err, errlen) < 0)
@@ -416,7 +405,7 @@ int store_open(struct store **st_r, const char *data_dir, char *err, size_t errl
     store_path_fmt(path, sizeof(path), "%s/store.lock", st->dir);
     st->lock_fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0600);
     if (st->lock_fd < 0) {
-        store_fail(err, errlen, "open %s: %s", path, strerror(errno));
+        err_set(err, errlen, "open %s: %s", path, strerror(errno));
         goto fail;
     }
     store_path_fmt(path, sizeof(path), "%s/accounts.sqlite", st->dir);
@@ -458,7 +447,7 @@ int store_domain_add(struct store *st, const char *domain, char *err, size_t err
 {
     char name[STORE_DOMAIN_MAX + 1];
     if (store_domain_norm(domain, name, sizeof(name)) < 0)
-        return store_fail(err, errlen, "invalid domain name: %.300s", domain ? domain : "");
+        return err_set(err, errlen, "invalid domain name: %.300s", domain ? domain : "");
     sqlite3_stmt *s;
     if (store_db_prepare(st->db, "INSERT INTO domains(name) VALUES(?)", &s, err, errlen) < 0)
         return -1;
@@ -466,7 +455,7 @@ int store_domain_add(struct store *st, const char *domain, char *err, size_t err
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT)
-        return store_fail(err, errlen, "domain %s is already local", name);
+        return err_set(err, errlen, "domain %s is already local", name);
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, st->db, "add domain");
     log_info("store", "event=domain_add domain=%s", name);
@@ -492,14 +481,14 @@ int store_domain_del(struct store *st, const char *domain, char *err, size_t err
 {
     char name[STORE_DOMAIN_MAX + 1];
     if (store_domain_norm(domain, name, sizeof(name)) < 0)
-        return store_fail(err, errlen, "domain %.300s is not local", domain ? domain : "");
+        return err_set(err, errlen, "domain %.300s is not local", domain ? domain : "");
     if (store_db_begin(st->db, err, errlen) < 0)
         return -1;
     int64_t n = store_domain_accounts(st, name, err, errlen);
     if (n != 0) {
         store_db_rollback(st->db);
         if (n > 0)
-            store_fail(err, errlen, "domain %s still has %lld account(s); delete them first", name,
+            err_set(err, errlen, "domain %s still has %lld account(s); delete them first", name,
                        (long long)n);
         return -1;
     }
@@ -515,7 +504,7 @@ int store_domain_del(struct store *st, const char *domain, char *err, size_t err
         if (rc != SQLITE_DONE)
             store_db_fail(err, errlen, st->db, "delete domain");
         else
-            store_fail(err, errlen, "domain %s is not local", name);
+            err_set(err, errlen, "domain %s is not local", name);
         store_db_rollback(st->db);
         return -1;
     }
@@ -570,7 +559,7 @@ static int store_account_insert(struct store *st, const char *addr, const char *
     if (local < 0)
         return store_db_fail(err, errlen, st->db, "look up domain");
     if (local == 0)
-        return store_fail(err, errlen, "domain %s is not local; add it first", domain);
+        return err_set(err, errlen, "domain %s is not local; add it first", domain);
     sqlite3_stmt *s;
     if (store_db_prepare(st->db,
                          "INSERT INTO accounts(address, domain, hash, created) VALUES(?, ?, ?, ?)",
@@ -583,7 +572,7 @@ static int store_account_insert(struct store *st, const char *addr, const char *
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc == SQLITE_CONSTRAINT)
-        return store_fail(err, errlen, "account %s already exists", addr);
+        return err_set(err, errlen, "account %s already exists", addr);
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, st->db, "add account");
     return 0;
@@ -599,14 +588,14 @@ int store_account_add(struct store *st, const char *address, const char *crypt_h
     char addr[STORE_ADDR_MAX + 1], dir[PATH_MAX], path[PATH_MAX];
     const char *domain;
     if (store_addr_norm(address, addr, sizeof(addr), &domain) < 0)
-        return store_fail(err, errlen,
+        return err_set(err, errlen,
                           "invalid account address: %.320s (want local@domain, local part "
                           "of letters, digits and . _ + -)",
                           address ? address : "");
     if (!crypt_hash)
-        return store_fail(err, errlen, "account %s: no password hash", addr);
+        return err_set(err, errlen, "account %s: no password hash", addr);
     if (store_path_account(st, addr, dir, sizeof(dir)) < 0)
-        return store_fail(err, errlen, "account %s: path too long", addr);
+        return err_set(err, errlen, "account %s: path too long", addr);
     if (store_db_begin(st->db, err, errlen) < 0)
         return -1;
     store_path_fmt(path, sizeof(path), "%s/mail/%s", st->dir, domain);
@@ -666,7 +655,7 @@ int store_account_del(struct store *st, const char *address, char *err, size_t e
     char addr[STORE_ADDR_MAX + 1], dir[PATH_MAX], dst[PATH_MAX];
     if (store_addr_norm(address, addr, sizeof(addr), NULL) < 0 ||
         store_path_account(st, addr, dir, sizeof(dir)) < 0)
-        return store_fail(err, errlen, "no such account: %.320s", address ? address : "");
+        return err_set(err, errlen, "no such account: %.320s", address ? address : "");
     if (store_db_begin(st->db, err, errlen) < 0)
         return -1;
     sqlite3_stmt *s;
@@ -681,14 +670,14 @@ int store_account_del(struct store *st, const char *address, char *err, size_t e
         if (rc != SQLITE_DONE)
             store_db_fail(err, errlen, st->db, "delete account");
         else
-            store_fail(err, errlen, "no such account: %s", addr);
+            err_set(err, errlen, "no such account: %s", addr);
         store_db_rollback(st->db);
         return -1;
     }
     store_index_forget(st, addr);
     int moved = store_account_bury(st, addr, dir, dst, sizeof(dst)) == 0;
     if (!moved && errno != ENOENT) {
-        store_fail(err, errlen, "move %s to %s/deleted: %s", dir, st->dir, strerror(errno));
+        err_set(err, errlen, "move %s to %s/deleted: %s", dir, st->dir, strerror(errno));
         store_db_rollback(st->db);
         return -1;
     }
@@ -708,9 +697,9 @@ int store_account_set_password(struct store *st, const char *address, const char
 {
     char addr[STORE_ADDR_MAX + 1];
     if (store_addr_norm(address, addr, sizeof(addr), NULL) < 0)
-        return store_fail(err, errlen, "no such account: %.320s", address ? address : "");
+        return err_set(err, errlen, "no such account: %.320s", address ? address : "");
     if (!crypt_hash)
-        return store_fail(err, errlen, "account %s: no password hash", addr);
+        return err_set(err, errlen, "account %s: no password hash", addr);
     sqlite3_stmt *s;
     if (store_db_prepare(st->db, "UPDATE accounts SET hash = ? WHERE address = ?", &s, err,
                          errlen) < 0)
@@ -722,33 +711,42 @@ int store_account_set_password(struct store *st, const char *address, const char
     if (rc != SQLITE_DONE)
         return store_db_fail(err, errlen, st->db, "set password");
     if (sqlite3_changes(st->db) == 0)
-        return store_fail(err, errlen, "no such account: %s", addr);
+        return err_set(err, errlen, "no such account: %s", addr);
     log_info("store", "event=account_passwd account=%s", addr);
     return 0;
 }
 
-int store_account_set_apop_secret(struct store *st, const char *address, const char *secret,
-                                  char *err, size_t errlen)
+/* Set (value non-empty) or clear one text column of an account. */
+static int store_account_set_text(struct store *st, const char *address, const char *sql,
+                                  const char *value, const char *what, char *err, size_t errlen)
 {
     char addr[STORE_ADDR_MAX + 1];
     if (store_addr_norm(address, addr, sizeof(addr), NULL) < 0)
-        return store_fail(err, errlen, "no such account: %.320s", address ? address : "");
+        return err_set(err, errlen, "no such account: %.320s", address ? address : "");
     sqlite3_stmt *s;
-    if (store_db_prepare(st->db, "UPDATE accounts SET apop_secret = ? WHERE address = ?", &s, err,
-                         errlen) < 0)
+    if (store_db_prepare(st->db, sql, &s, err, errlen) < 0)
         return -1;
-    if (secret && *secret)
-        sqlite3_bind_text(s, 1, secret, -1, SQLITE_STATIC);
+    if (value && *value)
+        sqlite3_bind_text(s, 1, value, -1, SQLITE_STATIC);
     else
         sqlite3_bind_null(s, 1);
     sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
     int rc = sqlite3_step(s);
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE)
-        return store_db_fail(err, errlen, st->db, "set APOP secret");
+        return store_db_fail(err, errlen, st->db, what);
     if (sqlite3_changes(st->db) == 0)
-        return store_fail(err, errlen, "no such account: %s", addr);
-    log_info("store", "event=account_apop_secret account=%s set=%s", addr,
+        return err_set(err, errlen, "no such account: %s", addr);
+    return 0;
+}
+
+int store_account_set_apop_secret(struct store *st, const char *address, const char *secret,
+                                  char *err, size_t errlen)
+{
+    if (store_account_set_text(st, address, "UPDATE accounts SET apop_secret = ? WHERE address = ?",
+                               secret, "set APOP secret", err, errlen) < 0)
+        return -1;
+    log_info("store", "event=account_apop_secret account=%s set=%s", address,
              secret && *secret ? "yes" : "no");
     return 0;
 }
@@ -758,25 +756,8 @@ static int store_copy(char *dst, size_t n, const char *src);
 int store_account_set_scram(struct store *st, const char *address, const char *scram, char *err,
                             size_t errlen)
 {
-    char addr[STORE_ADDR_MAX + 1];
-    if (store_addr_norm(address, addr, sizeof(addr), NULL) < 0)
-        return store_fail(err, errlen, "no such account: %.320s", address ? address : "");
-    sqlite3_stmt *s;
-    if (store_db_prepare(st->db, "UPDATE accounts SET scram = ? WHERE address = ?", &s, err,
-                         errlen) < 0)
-        return -1;
-    if (scram && *scram)
-        sqlite3_bind_text(s, 1, scram, -1, SQLITE_STATIC);
-    else
-        sqlite3_bind_null(s, 1);
-    sqlite3_bind_text(s, 2, addr, -1, SQLITE_STATIC);
-    int rc = sqlite3_step(s);
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE)
-        return store_db_fail(err, errlen, st->db, "set SCRAM keys");
-    if (sqlite3_changes(st->db) == 0)
-        return store_fail(err, errlen, "no such account: %s", addr);
-    return 0;
+    return store_account_set_text(st, address, "UPDATE accounts SET scram = ? WHERE address = ?",
+                                  scram, "set SCRAM keys", err, errlen);
 }
 
 /* One text column of an account found by store_account_lookup. */

@@ -8,6 +8,7 @@
 #ifndef CORREIO_STORE_STORE_SQLITE_INT_H
 #define CORREIO_STORE_STORE_SQLITE_INT_H
 
+#include "lib/err.h"
 #include "store/store.h"
 
 #include <limits.h>
@@ -85,9 +86,6 @@ struct store {
     uint64_t tick; /* LRU clock of the cache */
 };
 
-/* Format into the caller's err (may be NULL); returns -1. */
-int store_fail(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
 /* snprintf for paths: 0, or -1 when out (n bytes) was too small. */
 int store_path_fmt(char *out, size_t n, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* "<what>: <sqlite message>" into err; returns -1. */
