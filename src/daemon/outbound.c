@@ -124,6 +124,8 @@ struct ob_dest {
     const char **rcpt_ptrs;   /* the current message's recipients */
     char last_error[512];     /* why the last host did not work */
     bool delivered_any;
+    bool reading;             /* an OB_READ job holds this destination */
+    bool zombie;              /* freed while reading: ob_read_done finishes the job */
 };
 
 struct outbound {
@@ -505,6 +507,15 @@ static void ob_dest_free(struct ob_dest *x)
             break;
         }
     }
+    if (x->reading && !x->zombie) { /* its read job still points here */
+        x->zombie = true;
+        if (x->bev) {
+            bufferevent_free(x->bev);
+            x->bev = NULL;
+            ob->nconns--;
+        }
+        return;
+    }
     if (x->dns_handle)
         dns_cancel(ob->dns, x->dns_handle);
     if (x->bev) {
@@ -573,6 +584,10 @@ static void ob_next_message(struct ob_dest *x)
     j->dest = x;
     snprintf(j->file, sizeof(j->file), "%s", x->msgs[x->cur].file);
     x->state = OB_READING;
+    x->reading = true;
+    /* Nothing from the server while the file is read: it waits for us. */
+    if (x->bev)
+        bufferevent_disable(x->bev, EV_READ);
     workers_submit(x->ob->workers, &j->item);
 }
 
@@ -580,6 +595,14 @@ static void ob_read_done(struct work_item *item)
 {
     struct ob_job *j = (struct ob_job *)item;
     struct ob_dest *x = j->dest;
+    x->reading = false;
+    if (x->zombie) { /* stopped meanwhile: its recipients stay pending */
+        ob_job_free(j);
+        ob_dest_free(x);
+        return;
+    }
+    if (x->bev)
+        bufferevent_enable(x->bev, EV_READ);
     if (j->rc < 0) {
         log_error("outbound", "event=read_failed file=%s error=\"%s\"", j->file, j->err);
         ob_record(x, x->msgs[x->cur].first, x->msgs[x->cur].n, NULL,
