@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <event2/listener.h>
 #include <event2/thread.h>
+#include <malloc.h>
 #include <openssl/ssl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -254,6 +255,12 @@ static void daemon_raise_nofile(void)
 static int daemon_start(struct daemon *d)
 {
     char err[1024];
+    /* Messages pass through as heap buffers of a few KiB to a few MiB that
+     * are freed right away: keep freed memory for reuse instead of giving
+     * it back to the kernel and faulting it in again at the next message
+     * (glibc's dynamic thresholds start at 128 KiB). */
+    mallopt(M_MMAP_THRESHOLD, 4 * 1024 * 1024);
+    mallopt(M_TRIM_THRESHOLD, 16 * 1024 * 1024);
     config_defaults(&d->cfg);
     if (config_load(&d->cfg, d->config_path, err, sizeof(err)) < 0) {
         fprintf(stderr, "correio: %s\n", err);
