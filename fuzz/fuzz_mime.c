@@ -14,7 +14,11 @@
  *  - ENVELOPE and BODYSTRUCTURE are well-formed IMAP (balanced lists of
  *    NIL, numbers, quoted strings and exact literals);
  *  - decoded text is valid UTF-8;
- *  - part section names lead back to their part.
+ *  - part section names lead back to their part;
+ *  - the streaming parser (mime_stream_*), fed the message in chunks whose
+ *    sizes come from the input (bit 6 of the first octet: tiny chunks),
+ *    gives the same tree, header blocks, ENVELOPEs, BODY and BODYSTRUCTURE
+ *    as mime_parse.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -196,6 +200,59 @@ static void fetch_all(const struct mime_message *m)
     buf_free(&out);
 }
 
+static bool buf_eq(const struct buf *a, const struct buf *b)
+{
+    return buf_size(a) == buf_size(b) && memcmp(buf_ptr(a), buf_ptr(b), buf_size(a)) == 0;
+}
+
+/* ENVELOPE of every message, BODY and BODYSTRUCTURE, into out. */
+static void imap_items(const struct mime_message *m, struct buf *out)
+{
+    for (const struct mime_part *p = m->root; p; p = mime_part_walk_next(p)) {
+        if (!p->parent || (p->parent->flags & MIME_PART_MESSAGE))
+            fuzz_check(mime_imap_envelope(m, p, out) == 0);
+    }
+    fuzz_check(mime_imap_bodystructure(m, NULL, false, out) == 0);
+    fuzz_check(mime_imap_bodystructure(m, NULL, true, out) == 0);
+}
+
+/* The streaming parser against mime_parse's result m. */
+static void check_stream(const uint8_t *msg, size_t len, const struct mime_limits *lim,
+                         const struct mime_message *m, const uint8_t *sizes, size_t nsizes,
+                         unsigned maxchunk)
+{
+    struct mime_stream *s = mime_stream_new(lim);
+    fuzz_check(s != NULL);
+    for (size_t pos = 0, i = 0; pos < len; i++) {
+        size_t n = nsizes ? 1 + sizes[i % nsizes] % maxchunk : len;
+        if (n > len - pos)
+            n = len - pos;
+        fuzz_check(mime_stream_feed(s, msg + pos, n) == 0);
+        pos += n;
+    }
+    struct mime_message *sm = mime_stream_finish(s);
+    fuzz_check(sm != NULL);
+    fuzz_check(sm->headers_only && sm->size == m->size && sm->nparts == m->nparts);
+    fuzz_check(sm->limit_hit == m->limit_hit);
+    const struct mime_part *p = m->root, *q = sm->root;
+    for (; p && q; p = mime_part_walk_next(p), q = mime_part_walk_next(q)) {
+        fuzz_check(p->flags == q->flags && p->depth == q->depth && p->nchildren == q->nchildren);
+        fuzz_check(p->hdr_len == q->hdr_len && p->hdr_lines == q->hdr_lines);
+        fuzz_check(p->body_off == q->body_off && p->body_len == q->body_len);
+        fuzz_check(p->body_lines == q->body_lines);
+        fuzz_check(q->hdr_off + q->hdr_len <= sm->data_len);
+        fuzz_check(memcmp(m->data + p->hdr_off, sm->data + q->hdr_off, p->hdr_len) == 0);
+    }
+    fuzz_check(!p && !q);
+    struct buf a = BUF_INIT, b = BUF_INIT;
+    imap_items(m, &a);
+    imap_items(sm, &b);
+    fuzz_check(buf_eq(&a, &b));
+    buf_free(&a);
+    buf_free(&b);
+    mime_message_free(&sm);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     if (size == 0)
@@ -232,6 +289,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         check_imap(&out);
     }
     fetch_all(m);
+    check_stream(msg, len, &lim, m, NULL, 0, 1);
+    check_stream(msg, len, &lim, m, data, size, (mode & 64) ? 3 : 97);
     char needle[8] = {0};
     memcpy(needle, data, size < 4 ? size : 4);
     for (size_t i = 0; i < 4; i++)

@@ -25,14 +25,20 @@
  *    encapsulated message, whose header/body are the encapsulated
  *    message's header and body (the child's range is within the parent's
  *    body; it is the whole of it unless a broken header moved a line
- *    break). A message/global body is first scanned as an opaque body (as
- *    IMAP4rev1 servers do), then parsed on its own as a message. A
- *    message/rfc822 part whose child is missing was stopped by a limit.
+ *    break). A message/global body is scanned as an opaque body (as
+ *    IMAP4rev1 servers do) and, at the same time, parsed on its own as a
+ *    message. A message/rfc822 part whose child is missing was stopped by
+ *    a limit.
+ *
+ * The same parser also streams (mime_stream_new() below): fed the message
+ * in chunks, it keeps only the header blocks, in O(headers + one line)
+ * memory, and gives the same tree.
  *
  * Ownership: a struct mime_message owns every part and string in it, and
- * keeps a pointer to the message bytes, which the caller must keep alive
- * and unchanged until mime_message_free(). Nothing here is thread-shared;
- * a parsed message may be read from several threads if nobody writes it.
+ * (from mime_parse()) keeps a pointer to the message bytes, which the
+ * caller must keep alive and unchanged until mime_message_free(). Nothing
+ * here is thread-shared; a parsed message may be read from several threads
+ * if nobody writes it.
  */
 #ifndef CORREIO_MIME_MIME_H
 #define CORREIO_MIME_MIME_H
@@ -150,12 +156,15 @@ struct mime_part {
 };
 
 struct mime_message {
-    const uint8_t *data; /* the caller's bytes (not owned) */
-    size_t size;
+    const uint8_t *data; /* mime_parse: the caller's bytes (not owned); headers_only: the
+                          * header blocks (owned) */
+    size_t size;         /* octets of the whole message */
+    size_t data_len;     /* octets at data: size, or the header blocks' size */
     struct mime_part *root; /* never NULL */
     unsigned nparts;
-    bool limit_hit; /* some limit was reached somewhere */
-    void *arena;    /* private */
+    bool limit_hit;    /* some limit was reached somewhere */
+    bool headers_only; /* from mime_stream_finish(): see there */
+    void *arena;       /* private */
 };
 
 /* Fill lim with the defaults. */
@@ -164,6 +173,35 @@ void mime_limits_default(struct mime_limits *lim);
 /* Parse msg[0..len). lim may be NULL (defaults). Returns NULL only when
  * memory runs out. The result refers to msg (see Ownership above). */
 struct mime_message *mime_parse(const uint8_t *msg, size_t len, const struct mime_limits *lim);
+
+/* --- streaming ------------------------------------------------------------------------------- */
+
+/* The same parser, fed the message in chunks of any size (down to 1 octet)
+ * instead of one buffer (mime_parse() is this parser fed everything at
+ * once): the tree, sizes, lines, flags, Content-* fields and limits come
+ * out the same, whatever the chunking. Memory is O(the header blocks + one
+ * line + the boundary stack), not O(the message): bodies are counted, not
+ * kept.
+ *
+ * The message returned has headers_only set: m->data holds only the header
+ * blocks (owned by m; data_len octets), each part's hdr_off is an offset in
+ * it (its offset in the message is body_off - hdr_len); body_off,
+ * body_len, size and the line counts are the real message's. So
+ * mime_imap_envelope(), mime_imap_bodystructure(), mime_part_field() and
+ * header iteration work on it; anything that reads a body (section fetch
+ * of bodies or of whole parts, mime_part_decode_text, text search) does
+ * not and must not be called: use mime_parse() on the stored message. */
+struct mime_stream;
+/* A parser for one message; lim as in mime_parse(). NULL on OOM. */
+struct mime_stream *mime_stream_new(const struct mime_limits *lim);
+/* Feed the next len octets. 0, or -1 when memory ran out (then only
+ * mime_stream_free() or mime_stream_finish(), which returns NULL). */
+int mime_stream_feed(struct mime_stream *s, const uint8_t *data, size_t len);
+/* The end of the message: the tree (free with mime_message_free()), NULL on
+ * OOM. Frees s in both cases. */
+struct mime_message *mime_stream_finish(struct mime_stream *s);
+/* Abandon a parser (NULL is fine). */
+void mime_stream_free(struct mime_stream *s);
 
 /* Release everything and set *m to NULL. NULL and *m == NULL are fine. */
 void mime_message_free(struct mime_message **m);

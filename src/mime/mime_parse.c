@@ -1,7 +1,14 @@
 /* mime_parse — the message parser: header blocks, Content-* fields, the
  * part tree with multipart boundaries and encapsulated messages.
  *
- * One pass over the message, line by line. A stack of the active multipart
+ * One parser for both faces: mime_parse() feeds it the whole message at
+ * once (header space = the message), mime_stream_*() in chunks (header
+ * lines are copied to a buffer that becomes m->data). It is push-driven,
+ * one pass, line by line, with only the current line buffered (a header
+ * line, or the first octets of a body line, enough to tell a delimiter);
+ * a line split over chunks is assembled, so the result does not depend on
+ * the chunking. A message/global body is fed, as it is scanned, to a
+ * parser of its own (see start_global()). A stack of the active multipart
  * boundaries is checked at the start of each line that begins with "--"
  * (RFC 2046 5.1.1); when a line matches several, the longest boundary wins,
  * and a match of an outer boundary ends every part nested inside it (so a
@@ -30,6 +37,8 @@ struct part_int {
     bool global;             /* message/global: parsed afterwards, see parse_globals() */
     const char *boundary;    /* multipart boundary parameter, or NULL */
     size_t boundary_len;
+    bool body8;              /* octets >= 0x80 or NUL seen in the body (for leaves) */
+    struct pctx *sub;        /* message/global: the parser of its body, while it runs */
 };
 
 struct bnd {
@@ -39,11 +48,25 @@ struct bnd {
     struct part_int *part;
 };
 
+enum pstate {
+    ST_HEADER, /* reading header lines (whole lines) */
+    ST_EOH,    /* after the empty line: the next line's start decides */
+    ST_BODY,   /* body lines: each line's start is checked for a delimiter */
+    ST_SKIP,   /* the rest of a delimiter line, then c->next */
+    ST_DONE,
+};
+
+/* One parser: the message, or a message/global body (parsed as its own
+ * message, fed by its enclosing parser). Push-driven, line by line: only
+ * the current line (a header line, or the first bounds_k() octets of a
+ * body line) is buffered; header lines are copied to hbuf when streaming. */
 struct pctx {
-    const uint8_t *d;
-    size_t n;
-    size_t pos; /* current position, always at a line start or at n */
-    size_t lf;  /* line feeds before pos */
+    const uint8_t *whole; /* mime_parse: the message (header space = message offsets) */
+    struct buf *hbuf;     /* streaming: the header blocks (shared with the sub-parsers) */
+    size_t pos;           /* message offset of the current line start (in a header: of
+                           * the pending field) */
+    size_t lf;            /* line feeds before pos */
+    size_t total;         /* message offset after the octets fed so far */
     struct mime_message *m;
     struct mime_arena *a;
     struct mime_limits lim;
@@ -53,6 +76,23 @@ struct pctx {
     size_t eoh_nl;        /* size of the empty line that ended the last header */
     bool oom;
     struct buf tmp;
+    /* the line machine */
+    enum pstate st, next;
+    struct part_int *cur;
+    struct part_int *skip_part; /* whose body the skipped delimiter line is in */
+    struct buf line;            /* a header line, or a body line's start, in pieces */
+    size_t k;                   /* octets of a line start that decide a delimiter */
+    bool mid;                   /* ST_BODY: past the start of the line */
+    size_t llen;                /* octets of the current body/delimiter line so far */
+    bool lcr;                   /* the last of them was CR */
+    size_t body_prev_nl;        /* line break of the previous line of this body scan */
+    size_t nhold;               /* line break held back from cur->sub */
+    bool hold_cr;               /* CR held back from cur->sub */
+    /* the header being read */
+    size_t hm0, hlf0;          /* its message offset, line feeds before it */
+    bool fpend;                /* a field is pending (continuation lines may follow) */
+    size_t fhs, flen, flf;     /* its header space offset, length, line feeds */
+    size_t prev_nl;            /* line break at the end of the last field */
 };
 
 void mime_limits_default(struct mime_limits *lim)
@@ -453,6 +493,29 @@ static void part_header_done(struct pctx *c, struct part_int *pi)
 
 /* --- the tree ----------------------------------------------------------------------------- */
 
+/* Header space: where hdr_off points. Fed the whole message (mime_parse),
+ * it is the message itself; streaming, the header lines are copied to
+ * c->hbuf, which becomes m->data. */
+static const uint8_t *hs_data(const struct pctx *c)
+{
+    return c->whole ? c->whole : buf_ptr(c->hbuf);
+}
+
+static size_t hs_here(const struct pctx *c, size_t mpos)
+{
+    return c->whole ? mpos : buf_size(c->hbuf);
+}
+
+static size_t hs_store(struct pctx *c, const uint8_t *s, size_t n, size_t mpos)
+{
+    if (c->whole)
+        return mpos;
+    size_t at = buf_size(c->hbuf);
+    if (n && buf_append(c->hbuf, s, n) < 0)
+        c->oom = true;
+    return at;
+}
+
 static struct part_int *part_new(struct pctx *c, struct part_int *parent)
 {
     struct part_int *pi = mime_arena_alloc(c->a, sizeof(*pi));
@@ -461,7 +524,8 @@ static struct part_int *part_new(struct pctx *c, struct part_int *parent)
         return NULL;
     }
     struct mime_part *p = &pi->pub;
-    p->hdr_off = p->body_off = c->pos;
+    p->hdr_off = hs_here(c, c->pos);
+    p->body_off = c->pos;
     c->m->nparts++;
     if (parent) {
         struct mime_part *pp = &parent->pub;
@@ -483,14 +547,15 @@ static bool may_add_part(struct pctx *c, const struct part_int *parent)
     return c->m->nparts < c->lim.max_parts && parent->pub.depth < c->lim.max_depth;
 }
 
-/* The longest active boundary that "--" + boundary starts the line at pos
- * with, or NULL; *close_r tells whether "--" follows (a close delimiter). */
-static struct bnd *boundary_at(struct pctx *c, size_t pos, bool *close_r)
+/* The longest active boundary that "--" + boundary starts the line l with
+ * (n: the line, or at least its first bounds_k() octets), or NULL;
+ * *close_r tells whether "--" follows (a close delimiter). */
+static struct bnd *bmatch(const struct pctx *c, const uint8_t *l, size_t n, bool *close_r)
 {
-    if (!c->bounds || c->n - pos < 2 || c->d[pos] != '-' || c->d[pos + 1] != '-')
+    if (!c->bounds || n < 2 || l[0] != '-' || l[1] != '-')
         return NULL;
-    const uint8_t *s = c->d + pos + 2;
-    size_t len = c->n - pos - 2;
+    const uint8_t *s = l + 2;
+    size_t len = n - 2;
     struct bnd *best = NULL;
     for (struct bnd *b = c->bounds; b; b = b->next) {
         if (b->len <= len && memcmp(b->s, s, b->len) == 0 && (!best || best->len < b->len))
@@ -501,143 +566,179 @@ static struct bnd *boundary_at(struct pctx *c, size_t pos, bool *close_r)
     return best;
 }
 
-static void part_end(struct part_int *pi, size_t end, size_t lf_end)
+/* How much of a line start bmatch() needs. */
+static size_t bounds_k(const struct pctx *c, size_t extra)
+{
+    size_t k = extra;
+    for (const struct bnd *b = c->bounds; b; b = b->next)
+        k = b->len > k ? b->len : k;
+    return k + 4;
+}
+
+static void mark8(struct part_int *pi, const uint8_t *s, size_t n)
+{
+    for (size_t i = 0; i < n && !pi->body8; i++)
+        pi->body8 = s[i] >= 0x80 || s[i] == 0;
+}
+
+static void ctx_eof(struct pctx *c);
+static void ctx_feed(struct pctx *c, const uint8_t *d, size_t n);
+
+static void ctx_destroy(struct pctx *c)
+{
+    buf_free(&c->line);
+    buf_free(&c->tmp);
+    free(c);
+}
+
+static void part_end(struct pctx *c, struct part_int *pi, size_t end, size_t lf_end)
 {
     struct mime_part *p = &pi->pub;
     if (end < p->body_off)
         end = p->body_off;
     p->body_len = end - p->body_off;
     p->body_lines = lf_end >= pi->lf_body ? lf_end - pi->lf_body : 0;
+    if (pi->sub) {
+        /* a message/global body ended: so does the message parsed in it */
+        struct pctx *s = pi->sub;
+        pi->sub = NULL;
+        ctx_eof(s);
+        if (s->oom)
+            c->oom = true;
+        ctx_destroy(s);
+    }
 }
 
 /* End every part from pi up to (not including) stop. When a delimiter
  * line cut the header of part cut, the line break before it is in the
  * bodies of cut's ancestors, though in no part of cut (as in Dovecot). */
-static void parts_end(struct part_int *pi, struct part_int *stop, size_t end, size_t lf_end,
-                      const struct part_int *cut, size_t cut_nl)
+static void parts_end(struct pctx *c, struct part_int *pi, struct part_int *stop, size_t end,
+                      size_t lf_end, const struct part_int *cut, size_t cut_nl)
 {
     bool above_cut = false;
     for (; pi && pi != stop; pi = (struct part_int *)pi->pub.parent) {
         if (above_cut)
-            part_end(pi, end + cut_nl, lf_end + (cut_nl > 0));
+            part_end(c, pi, end + cut_nl, lf_end + (cut_nl > 0));
         else
-            part_end(pi, end, lf_end);
+            part_end(c, pi, end, lf_end);
         if (pi == cut)
             above_cut = true;
     }
 }
 
-static void skip_line(struct pctx *c)
+enum hdr_end { HDR_EOH, HDR_BOUNDARY, HDR_EOF };
+
+static void header_begin(struct pctx *c)
 {
-    const uint8_t *nl = memchr(c->d + c->pos, '\n', c->n - c->pos);
-    if (nl) {
-        c->pos = (size_t)(nl - c->d) + 1;
-        c->lf++;
-    } else {
-        c->pos = c->n;
+    c->cur->pub.hdr_off = hs_here(c, c->pos);
+    c->hm0 = c->pos;
+    c->hlf0 = c->lf;
+    c->fpend = false;
+    c->prev_nl = 0;
+}
+
+static void enter(struct pctx *c, enum pstate st)
+{
+    c->st = st;
+    c->mid = false;
+    c->llen = 0;
+    c->lcr = false;
+    if (st == ST_HEADER) {
+        header_begin(c);
+    } else if (st == ST_BODY) {
+        c->body_prev_nl = 0;
+        c->k = c->bounds ? bounds_k(c, 0) : 1;
+        c->nhold = 0;
+        c->hold_cr = false;
+    } else if (st == ST_EOH) {
+        c->k = bounds_k(c, c->cur->boundary ? c->cur->boundary_len : 0);
     }
 }
 
-enum hdr_end { HDR_EOH, HDR_BOUNDARY, HDR_EOF };
-
-/* Read the header of pi from c->pos. On HDR_BOUNDARY, *b_r and *close_r tell
- * which delimiter line (at c->pos) cut it. */
-static enum hdr_end part_header(struct pctx *c, struct part_int *pi, struct bnd **b_r,
-                                bool *close_r)
+/* The pending header field is complete. */
+static void field_done(struct pctx *c)
 {
-    struct mime_part *p = &pi->pub;
-    size_t lf0 = c->lf, prev_nl = 0;
-    enum hdr_end how;
-    p->hdr_off = c->pos;
-    for (;;) {
-        if (c->pos >= c->n) {
-            how = HDR_EOF;
-            break;
-        }
-        if ((*b_r = boundary_at(c, c->pos, close_r)) != NULL) {
-            how = HDR_BOUNDARY;
-            break;
-        }
-        struct mime_field_iter it;
-        struct mime_field f;
-        mime_field_iter_init(&it, c->d + c->pos, c->n - c->pos);
-        if (!mime_field_iter_next_all(&it, &f)) {
-            /* the empty line */
-            c->eoh_nl = c->d[c->pos] == '\r' ? 2 : 1;
-            skip_line(c);
-            how = HDR_EOH;
-            break;
-        }
-        if (c->pos - p->hdr_off + f.line_len <= c->lim.max_header_size) {
+    c->fpend = false;
+    if (c->oom)
+        return;
+    struct part_int *pi = c->cur;
+    struct mime_field_iter it;
+    struct mime_field f;
+    const uint8_t *fs = hs_data(c) + c->fhs;
+    mime_field_iter_init(&it, fs, c->flen);
+    if (mime_field_iter_next_all(&it, &f)) {
+        if (c->pos - c->hm0 + f.line_len <= c->lim.max_header_size) {
             if (f.value)
                 part_field(c, pi, &f);
         } else {
-            p->flags |= MIME_PART_HDR_TRUNCATED;
+            pi->pub.flags |= MIME_PART_HDR_TRUNCATED;
             c->m->limit_hit = true;
         }
-        for (size_t i = 0; i < f.line_len; i++)
-            c->lf += f.line[i] == '\n';
-        c->pos += f.line_len;
-        const uint8_t *e = f.line + f.line_len;
-        prev_nl = e[-1] != '\n' ? 0 : (f.line_len >= 2 && e[-2] == '\r' ? 2 : 1);
     }
+    c->lf += c->flf;
+    c->pos += c->flen;
+    const uint8_t *e = fs + c->flen;
+    c->prev_nl = e[-1] != '\n' ? 0 : (c->flen >= 2 && e[-2] == '\r' ? 2 : 1);
+}
+
+/* The header of c->cur ended at c->pos: its ranges. */
+static void header_finish(struct pctx *c, enum hdr_end how)
+{
+    struct part_int *pi = c->cur;
+    struct mime_part *p = &pi->pub;
     size_t end = c->pos, lf_end = c->lf;
     c->cut_nl = 0;
     if (how != HDR_EOH)
         p->flags |= MIME_PART_HDR_NO_EOH;
-    if (how == HDR_BOUNDARY && prev_nl) {
+    if (how == HDR_BOUNDARY && c->prev_nl) {
         /* the line break before the delimiter belongs to the delimiter */
-        end -= prev_nl;
+        end -= c->prev_nl;
         lf_end--;
-        c->cut_nl = prev_nl;
+        c->cut_nl = c->prev_nl;
     }
-    p->hdr_len = end - p->hdr_off;
-    p->hdr_lines = lf_end - lf0;
+    p->hdr_len = end - c->hm0;
+    p->hdr_lines = lf_end - c->hlf0;
     p->body_off = end;
     pi->lf_body = lf_end;
-    return how;
+    part_header_done(c, pi);
 }
 
-enum step { STEP_HEADER, STEP_BODY, STEP_DONE };
-
-struct state {
-    struct part_int *cur;
-    bool first_line; /* the body scan starts at a line start that may be a delimiter */
-};
-
-/* A delimiter line for b was found at c->pos; the parts inside b's
- * multipart end at end. Returns the next step. */
-static enum step on_boundary(struct pctx *c, struct state *s, struct bnd *b, bool close, size_t end,
-                             size_t lf_end, const struct part_int *cut)
+/* A delimiter line for b starts at c->pos; the parts inside b's multipart
+ * end at end. The delimiter line is skipped, then c->next. */
+static void on_boundary(struct pctx *c, struct bnd *b, bool close, size_t end, size_t lf_end,
+                        const struct part_int *cut)
 {
-    parts_end(s->cur, b->part, end, lf_end, cut, cut ? c->cut_nl : 0);
+    parts_end(c, c->cur, b->part, end, lf_end, cut, cut ? c->cut_nl : 0);
     if (close)
         b->part->pub.flags &= ~(unsigned)MIME_PART_NO_END;
     c->bounds = close ? b->next : b;
-    skip_line(c);
-    s->cur = b->part;
-    s->first_line = true;
-    if (c->bounds && c->bounds->part == s->cur) {
-        if (!may_add_part(c, s->cur)) {
+    c->cur = b->part;
+    c->skip_part = b->part;
+    enum pstate next = ST_BODY; /* the epilogue */
+    if (c->bounds && c->bounds->part == c->cur) {
+        if (!may_add_part(c, c->cur)) {
             /* too many parts: the rest of this multipart is one opaque body */
-            s->cur->pub.flags |= MIME_PART_TRUNCATED;
+            c->cur->pub.flags |= MIME_PART_TRUNCATED;
             c->m->limit_hit = true;
             c->bounds = c->bounds->next;
-            return STEP_BODY;
+        } else {
+            struct part_int *child = part_new(c, c->cur);
+            if (!child) {
+                c->st = ST_DONE;
+                return;
+            }
+            c->cur = child;
+            next = ST_HEADER;
         }
-        struct part_int *child = part_new(c, s->cur);
-        if (!child)
-            return STEP_DONE;
-        s->cur = child;
-        return STEP_HEADER;
     }
-    return STEP_BODY; /* the epilogue */
+    enter(c, ST_SKIP);
+    c->next = next;
 }
 
 /* Is the line after the header a delimiter of an enclosing multipart (its
- * own boundary, about to be active, would win a tie)? */
-static bool eoh_then_delimiter(struct pctx *c, struct part_int *pi, bool limited, struct bnd **b_r,
-                               bool *close_r)
+ * own boundary, about to be active, would win a tie)? la: that line's start. */
+static bool eoh_then_delimiter(struct pctx *c, struct part_int *pi, bool limited,
+                               const uint8_t *la, size_t lan, struct bnd **b_r, bool *close_r)
 {
     struct bnd own = {.next = c->bounds, .part = pi};
     struct bnd *save = c->bounds;
@@ -646,23 +747,62 @@ static bool eoh_then_delimiter(struct pctx *c, struct part_int *pi, bool limited
         own.len = pi->boundary_len;
         c->bounds = &own;
     }
-    *b_r = boundary_at(c, c->pos, close_r);
+    *b_r = bmatch(c, la, lan, close_r);
     c->bounds = save;
     return *b_r && (*b_r)->part != pi;
 }
 
-static enum step step_header(struct pctx *c, struct state *s)
+/* message/global (RFC 6532 3.7) bodies are scanned as opaque data, the way
+ * IMAP4rev1 servers see them (so sizes and boundaries agree with theirs);
+ * the body is also fed, as it goes, to a parser of its own, which parses it
+ * as an encapsulated message, so that its parts can be addressed and
+ * searched. The line break before a delimiter is held back until the next
+ * line is known not to be one. */
+static void start_global(struct pctx *c, struct part_int *pi)
 {
-    struct part_int *pi = s->cur;
-    struct bnd *b = NULL;
-    bool close = false;
-    enum hdr_end how = part_header(c, pi, &b, &close);
-    part_header_done(c, pi);
-    if (c->oom)
-        return STEP_DONE;
+    if (!may_add_part(c, pi)) {
+        pi->pub.flags |= MIME_PART_TRUNCATED;
+        c->m->limit_hit = true;
+        return;
+    }
+    struct pctx *s = calloc(1, sizeof(*s));
+    if (!s) {
+        c->oom = true;
+        return;
+    }
+    s->whole = c->whole;
+    s->hbuf = c->hbuf;
+    s->m = c->m;
+    s->a = c->a;
+    s->lim = c->lim;
+    s->pos = s->total = pi->pub.body_off;
+    s->lf = pi->lf_body;
+    s->top = pi;
+    pi->pub.flags |= MIME_PART_MESSAGE;
+    struct part_int *child = part_new(s, pi);
+    if (!child) {
+        c->oom = true;
+        ctx_destroy(s);
+        return;
+    }
+    s->cur = child;
+    enter(s, ST_HEADER);
+    pi->sub = s;
+}
+
+/* The header of c->cur ended (header_finish() done); la: the start of the
+ * line after the empty line (HDR_EOH). */
+static void header_end(struct pctx *c, enum hdr_end how, struct bnd *b, bool close,
+                       const uint8_t *la, size_t lan)
+{
+    struct part_int *pi = c->cur;
+    if (c->oom) {
+        c->st = ST_DONE;
+        return;
+    }
     struct mime_part *p = &pi->pub;
     bool limited = !may_add_part(c, pi);
-    if (how == HDR_EOH && eoh_then_delimiter(c, pi, limited, &b, &close)) {
+    if (how == HDR_EOH && eoh_then_delimiter(c, pi, limited, la, lan, &b, &close)) {
         /* as in Dovecot, the empty line's break then belongs to the delimiter */
         p->hdr_len -= c->eoh_nl;
         p->body_off -= c->eoh_nl;
@@ -681,7 +821,8 @@ static enum step step_header(struct pctx *c, struct state *s)
             struct bnd *nb = mime_arena_alloc(c->a, sizeof(*nb));
             if (!nb) {
                 c->oom = true;
-                return STEP_DONE;
+                c->st = ST_DONE;
+                return;
             }
             nb->s = (const uint8_t *)pi->boundary;
             nb->len = pi->boundary_len;
@@ -689,8 +830,8 @@ static enum step step_header(struct pctx *c, struct state *s)
             nb->next = c->bounds;
             c->bounds = nb;
             p->flags |= MIME_PART_NO_END;
-            s->first_line = true;
-            return STEP_BODY;
+            enter(c, ST_BODY);
+            return;
         }
     }
     if (pi->want_child_message) {
@@ -704,87 +845,370 @@ static enum step step_header(struct pctx *c, struct state *s)
             c->pos = p->body_off;
             struct part_int *child = part_new(c, pi);
             c->pos = save;
-            if (!child)
-                return STEP_DONE;
+            if (!child) {
+                c->st = ST_DONE;
+                return;
+            }
             if (how == HDR_EOH) {
                 child->lf_body = c->lf;
-                s->cur = child;
-                return STEP_HEADER;
+                c->cur = child;
+                enter(c, ST_HEADER);
+                return;
             }
             /* header cut short: the encapsulated message is empty */
-            child->pub.hdr_off = child->pub.body_off = p->body_off;
+            child->pub.hdr_off = hs_here(c, p->body_off);
+            child->pub.body_off = p->body_off;
             child->pub.flags |= MIME_PART_HDR_NO_EOH;
             child->lf_body = pi->lf_body;
             part_header_done(c, child);
             pi = child;
-            s->cur = child;
+            c->cur = child;
+        }
+    } else if (pi->global) {
+        start_global(c, pi);
+        if (c->oom) {
+            c->st = ST_DONE;
+            return;
         }
     }
-    if (how == HDR_BOUNDARY)
-        return on_boundary(c, s, b, close, p->body_off, pi->lf_body, (struct part_int *)p);
-    if (how == HDR_EOF) {
-        parts_end(pi, c->top, c->n, c->lf, NULL, 0);
-        return STEP_DONE;
+    if (how == HDR_BOUNDARY) {
+        on_boundary(c, b, close, p->body_off, pi->lf_body, (struct part_int *)p);
+        return;
     }
-    s->first_line = true;
-    return STEP_BODY;
+    if (how == HDR_EOF) {
+        parts_end(c, pi, c->top, c->total, c->lf, NULL, 0);
+        c->st = ST_DONE;
+        return;
+    }
+    enter(c, ST_BODY);
 }
 
-static enum step step_body(struct pctx *c, struct state *s)
+/* Octets of the delimiter line being skipped. */
+static void skip_bytes(struct pctx *c, const uint8_t *l, size_t n, bool has_lf)
+{
+    /* in the body of skip_part (which matters when it stays a leaf) */
+    mark8(c->skip_part, l, n);
+    c->llen += n;
+    if (has_lf) {
+        c->pos += c->llen;
+        c->lf++;
+        enter(c, c->next);
+    }
+}
+
+static void sub_feed(struct pctx *c, struct pctx *s, const uint8_t *d, size_t n)
+{
+    if (n == 0)
+        return;
+    ctx_feed(s, d, n);
+    if (s->oom)
+        c->oom = true;
+}
+
+/* The line break held back from the message/global parser is in the body. */
+static void hold_flush(struct pctx *c)
+{
+    if (c->hold_cr && c->cur->sub) /* at the end: a CR ending the message */
+        sub_feed(c, c->cur->sub, (const uint8_t *)"\r", 1);
+    if (c->nhold && c->cur->sub)
+        sub_feed(c, c->cur->sub, (const uint8_t *)"\r\n" + (2 - c->nhold), c->nhold);
+    c->nhold = 0;
+    c->hold_cr = false;
+}
+
+/* Octets of a body line (of c->cur) that is not a delimiter line. */
+static void body_bytes(struct pctx *c, const uint8_t *l, size_t n, bool has_lf)
+{
+    struct part_int *cur = c->cur;
+    if (!cur->body8)
+        mark8(cur, l, n);
+    c->llen += n;
+    size_t m = has_lf ? n - 1 : n;
+    if (cur->sub && m > 0) {
+        if (c->hold_cr) {
+            sub_feed(c, cur->sub, (const uint8_t *)"\r", 1);
+            c->hold_cr = false;
+        }
+        if (l[m - 1] == '\r') {
+            sub_feed(c, cur->sub, l, m - 1);
+            c->hold_cr = true;
+        } else {
+            sub_feed(c, cur->sub, l, m);
+        }
+    }
+    if (m > 0)
+        c->lcr = l[m - 1] == '\r';
+    if (has_lf) {
+        c->body_prev_nl = c->lcr ? 2 : 1;
+        c->nhold = cur->sub ? c->body_prev_nl : 0;
+        c->hold_cr = false;
+        c->pos += c->llen;
+        c->lf++;
+        c->llen = 0;
+        c->lcr = false;
+        c->mid = false;
+    } else {
+        c->mid = true;
+    }
+}
+
+/* The start of a body line: all of it (has_lf), or its first c->k octets,
+ * or what the message had left. */
+static void body_prefix(struct pctx *c, const uint8_t *l, size_t n, bool has_lf)
 {
     bool close = false;
-    struct bnd *b;
-    size_t scan_from = c->pos;
-    if (s->first_line && (b = boundary_at(c, c->pos, &close)) != NULL)
-        return on_boundary(c, s, b, close, c->pos, c->lf, NULL);
-    while (c->pos < c->n) {
-        const uint8_t *nl = memchr(c->d + c->pos, '\n', c->n - c->pos);
-        if (!nl) {
-            c->pos = c->n;
-            break;
+    struct bnd *b = c->bounds ? bmatch(c, l, n, &close) : NULL;
+    if (b) {
+        size_t end = c->pos, lf_end = c->lf;
+        if (c->body_prev_nl) {
+            end -= c->body_prev_nl;
+            lf_end--;
         }
-        size_t at = (size_t)(nl - c->d);
-        c->pos = at + 1;
+        c->nhold = 0;
+        on_boundary(c, b, close, end, lf_end, NULL);
+        if (c->st == ST_SKIP)
+            skip_bytes(c, l, n, has_lf);
+        return;
+    }
+    hold_flush(c);
+    body_bytes(c, l, n, has_lf);
+}
+
+static void header_line(struct pctx *c, const uint8_t *l, size_t n, bool has_lf);
+
+/* The start of the line after a header's empty line. */
+static void eoh_prefix(struct pctx *c, const uint8_t *l, size_t n, bool has_lf)
+{
+    header_end(c, HDR_EOH, NULL, false, l, n);
+    switch (c->st) {
+    case ST_HEADER:
+        if (has_lf)
+            header_line(c, l, n, true);
+        else if (buf_append(&c->line, l, n) < 0)
+            c->oom = true;
+        break;
+    case ST_BODY:
+        body_prefix(c, l, n, has_lf);
+        break;
+    case ST_SKIP:
+        skip_bytes(c, l, n, has_lf);
+        break;
+    default:
+        break;
+    }
+}
+
+/* One whole header line (has_lf false: the last line of the message). */
+static void header_line(struct pctx *c, const uint8_t *l, size_t n, bool has_lf)
+{
+    if (c->fpend && n > 0 && MIME_IS_LWSP(l[0])) {
+        hs_store(c, l, n, c->pos + c->flen);
+        c->flen += n;
+        c->flf += has_lf;
+        return;
+    }
+    if (c->fpend)
+        field_done(c);
+    bool close = false;
+    struct bnd *b = bmatch(c, l, n, &close);
+    if (b) {
+        header_finish(c, HDR_BOUNDARY);
+        header_end(c, HDR_BOUNDARY, b, close, NULL, 0);
+        if (c->st == ST_SKIP)
+            skip_bytes(c, l, n, has_lf);
+        return;
+    }
+    if (has_lf && (n == 1 || (n == 2 && l[0] == '\r'))) {
+        /* the empty line */
+        hs_store(c, l, n, c->pos);
+        c->eoh_nl = n;
+        c->pos += n;
         c->lf++;
-        if (c->bounds && (b = boundary_at(c, c->pos, &close)) != NULL) {
-            size_t end = at > scan_from && c->d[at - 1] == '\r' ? at - 1 : at;
-            return on_boundary(c, s, b, close, end, c->lf - 1, NULL);
+        header_finish(c, HDR_EOH);
+        if (c->oom) {
+            c->st = ST_DONE;
+            return;
+        }
+        enter(c, ST_EOH);
+        return;
+    }
+    c->fhs = hs_store(c, l, n, c->pos);
+    c->flen = n;
+    c->flf = has_lf;
+    c->fpend = true;
+}
+
+static void dispatch_prefix(struct pctx *c, const uint8_t *l, size_t n, bool has_lf)
+{
+    if (c->st == ST_EOH)
+        eoh_prefix(c, l, n, has_lf);
+    else
+        body_prefix(c, l, n, has_lf);
+}
+
+/* Take the line buffer (the handler may start a new one). */
+static struct buf line_take(struct pctx *c)
+{
+    struct buf t = c->line;
+    buf_init(&c->line);
+    return t;
+}
+
+static void ctx_feed(struct pctx *c, const uint8_t *d, size_t n)
+{
+    c->total += n;
+    while (n > 0 && !c->oom && c->st != ST_DONE) {
+        if (c->st == ST_HEADER) {
+            const uint8_t *nl = memchr(d, '\n', n);
+            if (!nl) {
+                if (buf_append(&c->line, d, n) < 0)
+                    c->oom = true;
+                return;
+            }
+            size_t take = (size_t)(nl - d) + 1;
+            if (buf_size(&c->line) == 0) {
+                header_line(c, d, take, true);
+            } else if (buf_append(&c->line, d, take) < 0) {
+                c->oom = true;
+            } else {
+                struct buf t = line_take(c);
+                header_line(c, buf_ptr(&t), buf_size(&t), true);
+                buf_free(&t);
+            }
+            d += take;
+            n -= take;
+        } else if (c->st == ST_EOH || (c->st == ST_BODY && !c->mid)) {
+            size_t have = buf_size(&c->line);
+            size_t want = c->k > have ? c->k - have : 1;
+            size_t lim = n < want ? n : want;
+            const uint8_t *nl = memchr(d, '\n', lim);
+            size_t take = nl ? (size_t)(nl - d) + 1 : lim;
+            bool ready = nl || have + take >= c->k;
+            if (!ready || have > 0) {
+                if (buf_append(&c->line, d, take) < 0) {
+                    c->oom = true;
+                    return;
+                }
+            }
+            if (ready) {
+                if (have == 0) {
+                    dispatch_prefix(c, d, take, nl != NULL);
+                } else {
+                    struct buf t = line_take(c);
+                    dispatch_prefix(c, buf_ptr(&t), buf_size(&t), nl != NULL);
+                    buf_free(&t);
+                }
+            }
+            d += take;
+            n -= take;
+        } else {
+            const uint8_t *nl = memchr(d, '\n', n);
+            size_t take = nl ? (size_t)(nl - d) + 1 : n;
+            if (c->st == ST_SKIP)
+                skip_bytes(c, d, take, nl != NULL);
+            else
+                body_bytes(c, d, take, nl != NULL);
+            d += take;
+            n -= take;
         }
     }
-    parts_end(s->cur, c->top, c->n, c->lf, NULL, 0);
-    return STEP_DONE;
 }
 
-static void parse_run(struct pctx *c, struct part_int *first)
+/* The end of the message (or of a message/global body). */
+static void ctx_eof(struct pctx *c)
 {
-    struct state s = {.cur = first};
-    enum step st = first ? STEP_HEADER : STEP_DONE;
-    while (st != STEP_DONE && !c->oom)
-        st = st == STEP_HEADER ? step_header(c, &s) : step_body(c, &s);
-}
-
-/* message/global (RFC 6532 3.7) bodies are scanned as opaque data, the way
- * IMAP4rev1 servers see them (so sizes and boundaries agree with theirs);
- * then each is parsed on its own as an encapsulated message, so that its
- * parts can be addressed and searched. */
-static void parse_globals(struct pctx *c)
-{
-    for (const struct mime_part *cp = c->m->root; cp && !c->oom; cp = mime_part_walk_next(cp)) {
-        struct part_int *pi = (struct part_int *)cp;
-        if (!pi->global || cp->children)
-            continue;
-        if (!may_add_part(c, pi)) {
-            pi->pub.flags |= MIME_PART_TRUNCATED;
-            c->m->limit_hit = true;
-            continue;
+    while (!c->oom && c->st != ST_DONE) {
+        struct buf t = line_take(c);
+        const uint8_t *l = buf_ptr(&t);
+        size_t n = buf_size(&t);
+        switch (c->st) {
+        case ST_HEADER:
+            if (n)
+                header_line(c, l, n, false);
+            if (c->st == ST_HEADER) {
+                if (c->fpend)
+                    field_done(c);
+                header_finish(c, HDR_EOF);
+                header_end(c, HDR_EOF, NULL, false, NULL, 0);
+            }
+            break;
+        case ST_EOH:
+            eoh_prefix(c, l, n, false);
+            break;
+        case ST_BODY:
+            if (!c->mid)
+                body_prefix(c, l, n, false);
+            if (c->st == ST_BODY) {
+                hold_flush(c);
+                parts_end(c, c->cur, c->top, c->total, c->lf, NULL, 0);
+                c->st = ST_DONE;
+            }
+            break;
+        case ST_SKIP:
+            c->pos += c->llen;
+            c->llen = 0;
+            enter(c, c->next);
+            break;
+        default:
+            break;
         }
-        c->bounds = NULL;
-        c->pos = cp->body_off;
-        c->n = cp->body_off + cp->body_len;
-        c->lf = pi->lf_body;
-        c->top = pi;
-        pi->pub.flags |= MIME_PART_MESSAGE;
-        parse_run(c, part_new(c, pi));
+        buf_free(&t);
+    }
+}
+
+/* --- the parser's two faces ----------------------------------------------------------------- */
+
+struct mime_stream {
+    struct pctx c;
+    struct buf hbuf; /* the header blocks */
+};
+
+static void limits_apply(struct mime_limits *dst, const struct mime_limits *lim)
+{
+    mime_limits_default(dst);
+    if (lim) {
+        if (lim->max_depth)
+            dst->max_depth = lim->max_depth;
+        if (lim->max_parts)
+            dst->max_parts = lim->max_parts;
+        if (lim->max_header_size)
+            dst->max_header_size = lim->max_header_size;
+    }
+}
+
+/* Set up c (zeroed, with whole or hbuf set) for a new message. */
+static int ctx_start(struct pctx *c, const struct mime_limits *lim)
+{
+    limits_apply(&c->lim, lim);
+    c->a = mime_arena_new();
+    if (!c->a)
+        return -1;
+    c->m = mime_arena_alloc(c->a, sizeof(*c->m));
+    if (!c->m) {
+        mime_arena_free(c->a);
+        return -1;
+    }
+    c->m->arena = c->a;
+    struct part_int *root = part_new(c, NULL);
+    if (!root) {
+        mime_arena_free(c->a);
+        return -1;
+    }
+    c->m->root = &root->pub;
+    c->cur = root;
+    enter(c, ST_HEADER);
+    return 0;
+}
+
+/* Free the message/global parsers still running (after OOM). */
+static void subs_free(struct mime_message *m)
+{
+    for (const struct mime_part *cp = m->root; cp; cp = mime_part_walk_next(cp)) {
+        struct part_int *pi = (struct part_int *)cp;
+        if (pi->sub) {
+            ctx_destroy(pi->sub);
+            pi->sub = NULL;
+        }
     }
 }
 
@@ -792,56 +1216,101 @@ static void parse_globals(struct pctx *c)
 static void mark_8bit(struct mime_message *m)
 {
     for (const struct mime_part *cp = m->root; cp; cp = mime_part_walk_next(cp)) {
-        struct mime_part *p = (struct mime_part *)cp;
-        if (p->children || (p->flags & MIME_PART_HAS_8BIT))
+        struct part_int *pi = (struct part_int *)cp;
+        if (cp->children || !pi->body8)
             continue;
-        const uint8_t *b = m->data + p->body_off;
-        bool eight = false;
-        for (size_t i = 0; i < p->body_len && !eight; i++)
-            eight = b[i] >= 0x80 || b[i] == 0;
-        if (eight) {
-            for (; p; p = p->parent)
-                p->flags |= MIME_PART_HAS_8BIT;
-        }
+        for (struct mime_part *p = &pi->pub; p; p = p->parent)
+            p->flags |= MIME_PART_HAS_8BIT;
     }
+}
+
+/* End the message; the result or NULL (OOM). Frees c's own buffers. */
+static struct mime_message *ctx_finish(struct pctx *c)
+{
+    ctx_eof(c);
+    subs_free(c->m);
+    buf_free(&c->line);
+    buf_free(&c->tmp);
+    if (c->oom) {
+        mime_arena_free(c->a);
+        return NULL;
+    }
+    c->m->size = c->total;
+    mark_8bit(c->m);
+    return c->m;
 }
 
 struct mime_message *mime_parse(const uint8_t *msg, size_t len, const struct mime_limits *lim)
 {
-    struct pctx c = {.d = msg ? msg : (const uint8_t *)"", .n = msg ? len : 0};
-    mime_limits_default(&c.lim);
-    if (lim) {
-        if (lim->max_depth)
-            c.lim.max_depth = lim->max_depth;
-        if (lim->max_parts)
-            c.lim.max_parts = lim->max_parts;
-        if (lim->max_header_size)
-            c.lim.max_header_size = lim->max_header_size;
-    }
-    c.a = mime_arena_new();
-    if (!c.a)
+    struct pctx c = {.whole = msg ? msg : (const uint8_t *)""};
+    if (!msg)
+        len = 0;
+    if (ctx_start(&c, lim) < 0)
         return NULL;
-    c.m = mime_arena_alloc(c.a, sizeof(*c.m));
-    if (!c.m) {
-        mime_arena_free(c.a);
+    ctx_feed(&c, c.whole, len);
+    struct mime_message *m = ctx_finish(&c);
+    if (m) {
+        m->data = c.whole;
+        m->data_len = len;
+    }
+    return m;
+}
+
+struct mime_stream *mime_stream_new(const struct mime_limits *lim)
+{
+    struct mime_stream *s = calloc(1, sizeof(*s));
+    if (!s)
         return NULL;
-    }
-    c.m->data = c.d;
-    c.m->size = c.n;
-    c.m->arena = c.a;
-    struct part_int *root = part_new(&c, NULL);
-    if (root) {
-        c.m->root = &root->pub;
-        parse_run(&c, root);
-        parse_globals(&c);
-    }
-    buf_free(&c.tmp);
-    if (c.oom) {
-        mime_arena_free(c.a);
+    s->c.hbuf = &s->hbuf;
+    if (ctx_start(&s->c, lim) < 0) {
+        free(s);
         return NULL;
     }
-    mark_8bit(c.m);
-    return c.m;
+    return s;
+}
+
+int mime_stream_feed(struct mime_stream *s, const uint8_t *data, size_t len)
+{
+    if (s->c.oom)
+        return -1;
+    if (len)
+        ctx_feed(&s->c, data, len);
+    return s->c.oom ? -1 : 0;
+}
+
+struct mime_message *mime_stream_finish(struct mime_stream *s)
+{
+    struct mime_message *m = ctx_finish(&s->c);
+    if (m) {
+        /* the header blocks, kept in the arena */
+        size_t n = buf_size(&s->hbuf);
+        uint8_t *d = mime_arena_alloc(s->c.a, n ? n : 1);
+        if (!d) {
+            mime_arena_free(s->c.a);
+            m = NULL;
+        } else {
+            if (n)
+                memcpy(d, buf_ptr(&s->hbuf), n);
+            m->data = d;
+            m->data_len = n;
+            m->headers_only = true;
+        }
+    }
+    buf_free(&s->hbuf);
+    free(s);
+    return m;
+}
+
+void mime_stream_free(struct mime_stream *s)
+{
+    if (!s)
+        return;
+    subs_free(s->c.m);
+    buf_free(&s->c.line);
+    buf_free(&s->c.tmp);
+    buf_free(&s->hbuf);
+    mime_arena_free(s->c.a);
+    free(s);
 }
 
 void mime_message_free(struct mime_message **m)
