@@ -1121,3 +1121,18 @@ def test_failed_starttls_handshake_retried_in_clear(sender, remote):
         assert len(fake.messages) == 1 and tok.encode() in fake.messages[0], fake.sessions
         assert any("STARTTLS" in c.upper() for c in fake.sessions[0]), fake.sessions
         assert not any("STARTTLS" in c.upper() for c in fake.sessions[-1]), fake.sessions
+
+
+def test_relayhost_gets_everything(make_server, dns, remote):
+    """delivery.relayhost: mail for another domain goes to the smart host
+    (an IP and port here), without any MX look-up (the configured resolver
+    answers nothing for the domain: a look-up would fail)."""
+    srv = make_sender(make_server, dns, remote, name="sender-relay",
+                      **{"delivery.relayhost": "127.0.0.1:%d" % remote.smtp_port,
+                         "delivery.dns_resolver": "127.0.0.1:9"})
+    tok = token("relay")
+    submit(srv, [RITA], message(tok))
+    stored = one_arrives(remote, RITA, tok, timeout=12, what=" through the relay host")
+    wait_queue(srv, lambda rows: rows == [], timeout=5, what="empty queue")
+    assert "relay=[127.0.0.1]" in srv.log_text(), "not sent through the relay host"
+    assert b"with ESMTPS" in stored, "STARTTLS not used with the relay host"
