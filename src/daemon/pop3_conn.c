@@ -287,20 +287,39 @@ tempfail:
  * thread only hands it to the connection. */
 static void pop3_job_retr(struct store *st, struct pop3_ctx *x)
 {
+    /* Which of the job's messages are still in INBOX: one index query over
+     * their UID range when it is compact (pipelined RETRs of consecutive
+     * messages), else one per message. */
+    uint32_t lo = UINT32_MAX, hi = 0;
+    for (size_t i = 0; i < x->njob_retr; i++) {
+        uint32_t uid = x->files[x->job_retr[i].msgno - 1].uid;
+        lo = uid < lo ? uid : lo;
+        hi = uid > hi ? uid : hi;
+    }
+    struct store_msg_list range = {0};
+    bool have_range = x->njob_retr > 1 && hi - lo < 4 * (uint32_t)x->njob_retr + 16 &&
+                      store_msgs_load(st, x->account, x->mailbox_id, lo, hi, 0, &range, x->err,
+                                      sizeof(x->err)) == 0;
     for (size_t i = 0; i < x->njob_retr; i++) {
         struct pop3_ahead *a = &x->job_retr[i];
         const struct pop3_file *f = &x->files[a->msgno - 1];
-        struct store_msg_list list = {0};
-        if (store_msgs_load(st, x->account, x->mailbox_id, f->uid, f->uid, 0, &list, x->err,
-                            sizeof(x->err)) < 0) {
-            a->result = POP3_RETR_TEMPFAIL;
-            continue;
+        bool present = false;
+        if (have_range) {
+            for (size_t k = 0; k < range.n && !present; k++)
+                present = range.v[k].uid == f->uid;
+        } else {
+            struct store_msg_list one = {0};
+            if (store_msgs_load(st, x->account, x->mailbox_id, f->uid, f->uid, 0, &one, x->err,
+                                sizeof(x->err)) < 0) {
+                a->result = POP3_RETR_TEMPFAIL;
+                continue;
+            }
+            present = one.n > 0;
+            store_msg_list_free(&one);
         }
-        size_t n = list.n;
-        store_msg_list_free(&list);
         uint8_t *data = NULL;
         size_t len = 0;
-        if (n == 0)
+        if (!present)
             a->result = POP3_RETR_GONE;
         else if (store_msg_read(st, x->account, f->name, &data, &len, x->err, sizeof(x->err)) < 0)
             a->result = POP3_RETR_TEMPFAIL;
@@ -310,6 +329,8 @@ static void pop3_job_retr(struct store *st, struct pop3_ctx *x)
             a->result = POP3_RETR_OK;
         free(data);
     }
+    if (have_range)
+        store_msg_list_free(&range);
 }
 
 static void pop3_job_run(void *wctx, struct work_item *item)
