@@ -101,7 +101,7 @@ struct ob_msg {            /* one message of a destination, with its recipients 
     size_t first, n;       /* its recipients: dest->rcpts.v[first .. first+n) */
 };
 
-enum ob_dest_state { OB_RESOLVING, OB_CONNECTING, OB_TALKING, OB_READING, OB_DONE };
+enum ob_dest_state { OB_RESOLVING, OB_CONNECTING, OB_TALKING, OB_READING };
 
 struct ob_dest {
     struct ob_dest *next;
@@ -114,7 +114,8 @@ struct ob_dest {
     unsigned long dns_handle;
     struct dns_host *hosts;   /* copy of the MX answer */
     size_t nhosts, host, addr;
-    bool tls_failed;          /* retry this host without STARTTLS */
+    bool tls_failed;          /* this is the retry of a host without STARTTLS */
+    bool handshake_failed;    /* the current connection's STARTTLS handshake failed */
     struct bufferevent *bev;
     struct smtp_client *client;
     struct smtp_client_config ccfg;
@@ -123,7 +124,6 @@ struct ob_dest {
     size_t len;
     const char **rcpt_ptrs;   /* the current message's recipients */
     char last_error[512];     /* why the last host did not work */
-    bool delivered_any;
     bool reading;             /* an OB_READ job holds this destination */
     bool zombie;              /* freed while reading: ob_read_done finishes the job */
 };
@@ -671,6 +671,7 @@ static void ob_client_process(struct ob_dest *x, enum smtp_client_status st)
             if (!tb) {
                 if (ssl)
                     SSL_free(ssl);
+                x->handshake_failed = true;
                 st = smtp_client_tls_done(x->client, false, &x->out);
                 continue;
             }
@@ -691,7 +692,6 @@ static void ob_client_process(struct ob_dest *x, enum smtp_client_status st)
             const struct ob_msg *m = &x->msgs[x->cur];
             ob_record(x, m->first, m->n, r && r->nrcpts == m->n ? r->rcpt : NULL,
                       "451 4.4.0 no result for the recipient", QUEUE_RESULT_DEFERRED);
-            x->delivered_any = true;
             x->cur++;
             st = smtp_client_result_done(x->client, &x->out);
             continue;
@@ -718,8 +718,9 @@ closed:;
         x->bev = NULL;
         x->ob->nconns--;
     }
-    bool tls_retry = e && !x->tls_failed && strstr(e->text, "TLS") &&
-                     !x->ob->d->cfg.delivery_require_tls;
+    bool tls_retry =
+        x->handshake_failed && !x->tls_failed && !x->ob->d->cfg.delivery_require_tls;
+    x->handshake_failed = false;
     smtp_client_free(&x->client);
     if (x->cur >= x->nmsgs) {
         ob_dest_finish(x);
@@ -770,6 +771,7 @@ static void ob_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (smtp_client_request(x->client) == SMTP_CLIENT_REQ_STARTTLS) {
+        x->handshake_failed = true;
         st = smtp_client_tls_done(x->client, false, &x->out);
     } else if (what & BEV_EVENT_TIMEOUT) {
         st = smtp_client_timed_out(x->client, &x->out);
@@ -782,7 +784,7 @@ static void ob_event_cb(struct bufferevent *bev, short what, void *arg)
     ob_client_process(x, st);
 }
 
-void ob_bev_setup(struct ob_dest *x)
+static void ob_bev_setup(struct ob_dest *x)
 {
     bufferevent_setcb(x->bev, ob_read_cb, NULL, ob_event_cb, x);
     bufferevent_enable(x->bev, EV_READ | EV_WRITE);
@@ -839,10 +841,6 @@ static void ob_dest_next_host(struct ob_dest *x)
             .auth_user = ob->relay && ob->relay_user[0] ? ob->relay_user : NULL,
             .auth_password = ob->relay && ob->relay_user[0] ? ob->relay_pass : NULL,
         };
-        bool retry_plain = x->tls_failed;
-        x->tls_failed = false;
-        if (retry_plain)
-            x->tls_failed = true; /* remember: no second plain retry */
         x->client = smtp_client_new(&x->ccfg, x->hosts[x->host].name);
         x->bev = bufferevent_socket_new(ob->d->base, -1, BEV_OPT_CLOSE_ON_FREE);
         if (!x->client || !x->bev) {
